@@ -1,0 +1,434 @@
+"""Reproduced metrics against the published tables: cell by cell, with tolerances.
+
+The logic (:func:`compare`, :func:`flatten_for_dvc`, :func:`format_table`) is pure; the small file
+readers (:func:`load_reference`, :func:`load_reproduced`) and :func:`run_check`, which backs
+``skunet check``, are kept apart from it.
+
+A *cell* is one (dataset, model, metric). It is compared when both the reproduced and the published
+value exist, and passes when ``|reproduced - published| <= tolerance``. A cell that exists on one
+side only is reported as missing, never counted as a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from skunet.config import DATASETS, MODELS
+from skunet.errors import SkunetError
+
+# The paper's F1 ranking (Tables 3 and 4), best first.
+PAPER_RANKING = ("skunet", "unet_dropblock", "unet")
+RANKING_METRIC = "f1"
+# Deltas are differences of decimals that binary floats cannot hold exactly
+# (0.8491 - 0.8291 = 0.020000000000000018): a delta equal to the tolerance on paper must pass.
+SLACK = 1e-12
+# Top-level keys of a reference file that are context, not compared.
+CONTEXT_KEYS = ("others",)
+
+
+class ComparisonInputError(SkunetError, ValueError):
+    """A reference or metrics file (or mapping) that does not have the expected layout."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+
+
+def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
+    """Published (or baseline) values: ``{dataset: {model: {metric: value}}}``.
+
+    Reads ``published/paper.yaml`` or any YAML/JSON file of the same layout. The top-level
+    ``others`` key (other methods, context only) is skipped.
+
+    Raises
+    ------
+    ComparisonInputError (a ValueError)
+        With one line naming the file and the offending key when the layout is wrong.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ComparisonInputError(f"{path}: cannot read the reference file ({reason})") from None
+    if not isinstance(data, dict) or not data:
+        raise ComparisonInputError(
+            f"{path}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
+        )
+    reference: dict[str, dict[str, dict[str, float]]] = {}
+    for dataset, models in data.items():
+        if dataset in CONTEXT_KEYS:
+            continue
+        if not isinstance(models, dict) or not models:
+            raise ComparisonInputError(f"{path}: key '{dataset}' must map model names to metrics")
+        reference[str(dataset)] = {}
+        for model, metrics in models.items():
+            key = f"{dataset}.{model}"
+            if not isinstance(metrics, dict) or not metrics:
+                raise ComparisonInputError(f"{path}: key '{key}' must map metric names to numbers")
+            for metric, value in metrics.items():
+                if not _is_number(value):
+                    raise ComparisonInputError(
+                        f"{path}: key '{key}.{metric}' must be a finite number, got {value!r}"
+                    )
+            reference[str(dataset)][str(model)] = {str(k): float(v) for k, v in metrics.items()}
+    return reference
+
+
+def load_reproduced(
+    metrics_dir: Path | str, reference: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-model metrics files ``metrics_dir/<dataset>/<model>.json`` that exist.
+
+    Datasets and models looked for: the project's (``drive``, ``chase``; ``unet``,
+    ``unet_dropblock``, ``skunet``) and any named in `reference`.
+
+    Returns ``{dataset: {model: content}}``, content being ``{"paper": {...}, "fov": {...}}``.
+    """
+    metrics_dir = Path(metrics_dir)
+    reference = reference or {}
+    datasets = list(dict.fromkeys([*DATASETS, *reference]))
+    reproduced: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset in datasets:
+        models = list(dict.fromkeys([*MODELS, *reference.get(dataset, {})]))
+        for model in models:
+            path = metrics_dir / dataset / f"{model}.json"
+            if not path.is_file():
+                continue
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ComparisonInputError(f"{path}: not readable as JSON ({err})") from None
+            if not isinstance(content, dict):
+                raise ComparisonInputError(
+                    f"{path}: expected an object {{protocol: {{metric: value}}}}"
+                )
+            reproduced.setdefault(dataset, {})[model] = content
+    return reproduced
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing
+
+
+def _check_tolerances(tolerances: Mapping[str, Any]) -> dict[str, float]:
+    if not tolerances:
+        raise ComparisonInputError("no tolerances given: nothing to compare")
+    for metric, tol in tolerances.items():
+        if not _is_number(tol) or tol < 0:
+            raise ComparisonInputError(
+                f"tolerance for '{metric}' must be a non-negative number, got {tol!r}"
+            )
+    return {str(k): float(v) for k, v in tolerances.items()}
+
+
+def _reproduced_metrics(
+    reproduced: Mapping[str, Mapping[str, Any]], dataset: str, model: str, protocol: str
+) -> Mapping[str, Any] | None:
+    content = reproduced.get(dataset, {}).get(model)
+    if content is None:
+        return None
+    if not isinstance(content, Mapping) or not isinstance(content.get(protocol), Mapping):
+        keys = sorted(content) if isinstance(content, Mapping) else type(content).__name__
+        raise ComparisonInputError(
+            f"{dataset}/{model}: the metrics have no '{protocol}' protocol (found: {keys})"
+        )
+    return content[protocol]
+
+
+def _cell(reproduced: Any, published: Any, tolerance: float, where: str) -> dict[str, Any]:
+    if reproduced is not None and not _is_number(reproduced):
+        raise ComparisonInputError(f"{where}: reproduced value must be a number, got {reproduced!r}")
+    cell: dict[str, Any] = {
+        "reproduced": None if reproduced is None else float(reproduced),
+        "published": None if published is None else float(published),
+        "delta": None,
+        "tolerance": tolerance,
+        "pass": None,
+        "missing": None,
+    }
+    if reproduced is None:
+        cell["missing"] = "reproduced"
+    elif published is None:
+        cell["missing"] = "published"
+    else:
+        delta = float(reproduced) - float(published)
+        cell["delta"] = delta
+        cell["pass"] = abs(delta) <= tolerance + SLACK
+    return cell
+
+
+def _ranking(cells: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    values = {
+        model: cells.get(model, {}).get(RANKING_METRIC, {}).get("reproduced")
+        for model in PAPER_RANKING
+    }
+    holds = None
+    if all(v is not None for v in values.values()):
+        ordered = [values[m] for m in PAPER_RANKING]
+        holds = all(a > b for a, b in zip(ordered, ordered[1:]))
+    return {"metric": RANKING_METRIC, "order": list(PAPER_RANKING), "values": values, "holds": holds}
+
+
+def compare(
+    reproduced: Mapping[str, Mapping[str, Any]],
+    reference: Mapping[str, Mapping[str, Mapping[str, float]]],
+    tolerances: Mapping[str, float],
+    protocol: str = "paper",
+) -> dict[str, Any]:
+    """Compare reproduced metrics with reference values, cell by cell.
+
+    Parameters
+    ----------
+    reproduced : ``{dataset: {model: {"paper": {...}, "fov": {...}}}}``
+        The per-model metrics files' contents (as :func:`skunet.metrics.evaluate` returns).
+    reference : ``{dataset: {model: {metric: value}}}``
+        As :func:`load_reference` returns.
+    tolerances : ``{metric: tolerance}``
+        Only these metrics are compared; a cell passes when
+        ``|reproduced - published| <= tolerance`` (with a 1e-12 slack for float rounding).
+    protocol : str
+        Which protocol of the reproduced metrics to compare (``paper`` or ``fov``).
+
+    Returns
+    -------
+    A JSON-ready dict::
+
+        {"protocol": "paper",
+         "tolerances": {"f1": 0.02, ...},
+         "datasets": {
+            "drive": {
+              "cells": {"skunet": {"f1": {"reproduced": 0.83, "published": 0.8291,
+                                          "delta": 0.0009, "tolerance": 0.02,
+                                          "pass": True, "missing": None}, ...}, ...},
+              "ranking": {"metric": "f1", "order": ["skunet", "unet_dropblock", "unet"],
+                          "values": {"skunet": 0.83, ...}, "holds": True}}},
+         "n_cells": 18, "n_pass": 17, "n_missing": 0, "all_pass": False}
+
+    A missing cell has ``"missing": "reproduced"`` (not run yet) or ``"published"`` (no
+    reference value), ``delta`` and ``pass`` None. ``ranking.holds`` is None unless all three
+    models have a reproduced F1; it is True when skunet > unet_dropblock > unet strictly.
+    ``all_pass`` is True when at least one cell was compared and every compared cell passed.
+    """
+    tolerances = _check_tolerances(tolerances)
+    datasets = list(dict.fromkeys([*reference, *reproduced]))
+    out: dict[str, Any] = {"protocol": protocol, "tolerances": tolerances, "datasets": {}}
+    n_cells = n_pass = n_missing = 0
+    for dataset in datasets:
+        ref_models = reference.get(dataset, {})
+        models = list(dict.fromkeys([*ref_models, *reproduced.get(dataset, {})]))
+        cells: dict[str, dict[str, Any]] = {}
+        for model in models:
+            rep = _reproduced_metrics(reproduced, dataset, model, protocol)
+            for metric, tol in tolerances.items():
+                published = ref_models.get(model, {}).get(metric)
+                value = None if rep is None else rep.get(metric)
+                if published is None and value is None:
+                    continue
+                cell = _cell(value, published, tol, f"{dataset}/{model}/{protocol}/{metric}")
+                cells.setdefault(model, {})[metric] = cell
+                if cell["missing"]:
+                    n_missing += 1
+                else:
+                    n_cells += 1
+                    n_pass += bool(cell["pass"])
+        out["datasets"][dataset] = {"cells": cells, "ranking": _ranking(cells)}
+    out.update(
+        n_cells=n_cells,
+        n_pass=n_pass,
+        n_missing=n_missing,
+        all_pass=n_cells > 0 and n_pass == n_cells,
+    )
+    return out
+
+
+def flatten_for_dvc(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparison as nested scalars only (DVC metrics drop lists and strings), booleans 0/1.
+
+    Layout::
+
+        {"drive": {"skunet": {"f1": {"reproduced": .., "published": .., "delta": ..,
+                                     "tolerance": .., "pass": 1}},
+                   "ranking_holds": 1},
+         "n_cells": 18, "n_pass": 18, "n_missing": 0, "all_pass": 1}
+
+    A missing cell keeps the side it has plus ``"missing": 1``; ``ranking_holds`` is left out
+    where the ranking could not be checked.
+    """
+    flat: dict[str, Any] = {}
+    for dataset, block in result["datasets"].items():
+        entry: dict[str, Any] = {}
+        for model, metrics in block["cells"].items():
+            for metric, cell in metrics.items():
+                if cell["missing"]:
+                    slim = {k: cell[k] for k in ("reproduced", "published", "tolerance")}
+                    slim = {k: v for k, v in slim.items() if v is not None}
+                    slim["missing"] = 1
+                else:
+                    slim = {k: cell[k] for k in ("reproduced", "published", "delta", "tolerance")}
+                    slim["pass"] = int(bool(cell["pass"]))
+                entry.setdefault(model, {})[metric] = slim
+        holds = block["ranking"]["holds"]
+        if holds is not None:
+            entry["ranking_holds"] = int(holds)
+        flat[dataset] = entry
+    flat.update(
+        n_cells=int(result["n_cells"]),
+        n_pass=int(result["n_pass"]),
+        n_missing=int(result["n_missing"]),
+        all_pass=int(bool(result["all_pass"])),
+    )
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a result back (full or flattened) and printing it
+
+
+def _is_flat(result: Mapping[str, Any]) -> bool:
+    return "datasets" not in result
+
+
+def result_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per cell of a :func:`compare` result or of its :func:`flatten_for_dvc` form.
+
+    Each row: ``dataset, model, metric, reproduced, published, delta, tolerance`` (numbers or
+    None), ``pass`` (bool, None when missing) and ``missing`` (None, "reproduced", "published").
+    """
+    rows: list[dict[str, Any]] = []
+    if not _is_flat(result):
+        for dataset, block in result["datasets"].items():
+            for model, metrics in block["cells"].items():
+                for metric, cell in metrics.items():
+                    rows.append({"dataset": dataset, "model": model, "metric": metric, **cell})
+        return rows
+    for dataset, entry in result.items():
+        if not isinstance(entry, Mapping):
+            continue
+        for model, metrics in entry.items():
+            if not isinstance(metrics, Mapping):
+                continue
+            for metric, cell in metrics.items():
+                missing = None
+                if cell.get("missing"):
+                    missing = "published" if "reproduced" in cell else "reproduced"
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "metric": metric,
+                        "reproduced": cell.get("reproduced"),
+                        "published": cell.get("published"),
+                        "delta": cell.get("delta"),
+                        "tolerance": cell.get("tolerance"),
+                        "pass": None if missing else bool(cell.get("pass")),
+                        "missing": missing,
+                    }
+                )
+    return rows
+
+
+def ranking_lines(result: Mapping[str, Any]) -> list[str]:
+    """One sentence per dataset on whether the paper's F1 ranking holds in the reproduction."""
+    order = " > ".join(PAPER_RANKING)
+    lines = []
+    if _is_flat(result):
+        datasets = {k: v for k, v in result.items() if isinstance(v, Mapping)}
+        holds_by = {d: e.get("ranking_holds") for d, e in datasets.items()}
+        values_by: dict[str, dict[str, Any]] = {d: {} for d in datasets}
+    else:
+        holds_by = {d: b["ranking"]["holds"] for d, b in result["datasets"].items()}
+        values_by = {d: b["ranking"]["values"] for d, b in result["datasets"].items()}
+    for dataset, holds in holds_by.items():
+        if holds is None:
+            lines.append(
+                f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) not checked: "
+                "needs all three models"
+            )
+            continue
+        verdict = "holds" if holds else "does NOT hold"
+        values = values_by.get(dataset) or {}
+        shown = ""
+        if all(values.get(m) is not None for m in PAPER_RANKING):
+            shown = " (" + ", ".join(f"{m} {values[m]:.4f}" for m in PAPER_RANKING) + ")"
+        lines.append(f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict}{shown}")
+    return lines
+
+
+def _num(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def summary_line(result: Mapping[str, Any]) -> str:
+    """``N/M compared cells within tolerance; K missing``."""
+    n_cells, n_pass, n_missing = (int(result[k]) for k in ("n_cells", "n_pass", "n_missing"))
+    if n_cells == 0:
+        return f"no cell compared (reproduced and published values never overlap); {n_missing} missing"
+    verdict = "all within tolerance" if n_pass == n_cells else f"{n_cells - n_pass} outside tolerance"
+    return f"{n_pass}/{n_cells} compared cells within tolerance ({verdict}); {n_missing} missing"
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """A Markdown table of every cell, then the ranking lines and a summary line.
+
+    Accepts a :func:`compare` result or its :func:`flatten_for_dvc` form.
+    """
+    header = "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---|"]
+    for row in result_rows(result):
+        if row["missing"]:
+            verdict = f"missing {row['missing']}"
+        else:
+            verdict = "pass" if row["pass"] else "FAIL"
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['metric']} | {_num(row['reproduced'])} "
+            f"| {_num(row['published'])} | {_num(row['delta'], signed=True)} "
+            f"| {_num(row['tolerance'])} | {verdict} |"
+        )
+    lines.append("")
+    lines.extend(f"- {line}" for line in ranking_lines(result))
+    lines.append("")
+    protocol = result.get("protocol")
+    prefix = f"protocol `{protocol}`: " if isinstance(protocol, str) else ""
+    lines.append(prefix + summary_line(result))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# skunet check
+
+
+def run_check(
+    metrics_dir: Path,
+    reference_path: Path,
+    tolerances: Mapping[str, float],
+    protocol: str = "paper",
+) -> tuple[int, str]:
+    """Compare every ``metrics_dir/<dataset>/<model>.json`` with the reference file.
+
+    Returns ``(exit_code, text)``: 0 when at least one cell was compared and every compared cell
+    is within tolerance, 1 otherwise (including when no metrics file exists yet). Missing cells
+    are listed in the text but do not fail the check. A malformed file raises
+    :class:`ComparisonInputError` naming it.
+    """
+    reference = load_reference(reference_path)
+    reproduced = load_reproduced(metrics_dir, reference)
+    if not reproduced:
+        return 1, (
+            f"no metrics found: expected files like {Path(metrics_dir) / 'drive' / 'unet.json'} "
+            "(run the evaluate stage first, e.g. `dvc repro`)\n"
+        )
+    result = compare(reproduced, reference, tolerances, protocol=protocol)
+    text = f"Comparison with {reference_path} (protocol `{protocol}`)\n\n" + format_table(result)
+    return (0 if result["all_pass"] else 1), text

@@ -1,0 +1,32 @@
+"""One error type for everything a user can fix, and the one-line way stages report it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class SkunetError(Exception):
+    """A problem with the user's input (a file, an archive, a params key) and what to do about it.
+
+    The message is one line: it names the file or key and says what to do.
+    """
+
+
+def exit_on_error(main: F) -> F:
+    """Run `main`; turn a SkunetError into one line on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            return main(*args, **kwargs)
+        except SkunetError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper  # type: ignore[return-value]

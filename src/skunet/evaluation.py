@@ -1,0 +1,86 @@
+"""Predict the test images and score them under the `paper` and `fov` protocols.
+
+The model sees each test image at its input size; the probability map is resized back to native
+resolution (bilinear) and saved as an 8-bit PNG (value = round(255 x probability)). Metrics are
+computed on the native-resolution probabilities, pooled over all test pixels (see metrics.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from skunet import metrics
+from skunet.atomic import atomic_dir, atomic_file
+from skunet.errors import SkunetError
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 2) -> np.ndarray:
+    """Vessel probabilities (M, S, S) float32 for uint8 images (M, S, S, 3)."""
+    model.eval()
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", leave=False):
+        x = torch.from_numpy(images[start : start + batch_size]).to(device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        out.append(torch.sigmoid(model(x).float())[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
+def to_native(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a probability map to (H, W)."""
+    h, w = shape
+    return np.clip(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    resized_dir: Path,
+    predictions_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    name: str,
+    threshold: float,
+    curve_points: int,
+    device: torch.device,
+) -> dict[str, dict[str, float | int]]:
+    """Predict, save PNGs, write metrics JSON, per-image CSV and ROC / PR curves."""
+    try:
+        images = np.load(resized_dir / "test_images.npy")
+        labels = np.load(resized_dir / "test_labels_native.npy")
+        fovs = np.load(resized_dir / "test_fov_native.npy")
+        meta = json.loads((resized_dir / "meta.json").read_text())
+    except FileNotFoundError as err:
+        raise SkunetError(f"{err.filename}: missing; run `dvc repro resize@{resized_dir.name}` first") from None
+    probs = [to_native(p, labels.shape[1:]) for p in predict(model, images, device)]
+
+    with atomic_dir(predictions_dir) as tmp:
+        for stem, prob in zip(meta["test"], probs):
+            Image.fromarray(metrics.probability_to_uint8(prob)).save(tmp / f"{stem}.png")
+
+    result = metrics.evaluate(list(labels), probs, list(fovs), threshold)
+    with atomic_file(metrics_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+
+    _write_csv(plots_dir / "per_image" / f"{name}.csv",
+               metrics.per_image_metrics(list(labels), probs, list(fovs), meta["test"], threshold))
+    y = labels.ravel()
+    p = np.concatenate([q.ravel() for q in probs])
+    for kind, curve in (("roc", metrics.roc_curve_points), ("pr", metrics.pr_curve_points)):
+        _write_csv(plots_dir / kind / f"{name}.csv", metrics.curve_rows(curve(y, p, curve_points)))
+    return result

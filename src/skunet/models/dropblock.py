@@ -1,0 +1,89 @@
+"""DropBlock: structured dropout of contiguous square regions.
+
+Ghiasi G., Lin T.-Y., Le Q. V., "DropBlock: A regularization method for convolutional networks",
+NeurIPS 2018, https://arxiv.org/abs/1810.12890 (Algorithm 1 and Eq. 1). SKU-Net puts it after every
+convolution, before BatchNorm (PAPER.md, models 2 and 3).
+
+Departures from Ghiasi et al.:
+- no linear keep_prob schedule over training: the SKU-Net paper names a fixed keep rate.
+- a feature map smaller than block_size uses a block the size of the map's shorter side.
+- the rescaling factor counts kept units over the whole batch (mask.numel() / mask.sum()), as in
+  Algorithm 1, rather than per sample.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DropBlock2d", "seed_rate", "expand_seeds"]
+
+
+def seed_rate(keep_prob: float, block_size: int, height: int, width: int) -> float:
+    """Bernoulli rate gamma of block seeds, Ghiasi et al. Eq. (1).
+
+    gamma = (1 - keep_prob) / block_size**2 * (H * W) / ((H - block_size + 1) * (W - block_size + 1))
+
+    The second factor corrects for seeds being drawn only in the valid region, where a whole block
+    fits, so that on average a fraction 1 - keep_prob of the map falls under some block (counting
+    overlapping blocks twice, which Eq. 1 ignores).
+    """
+    valid = (height - block_size + 1) * (width - block_size + 1)
+    if valid <= 0:
+        raise ValueError(
+            f"block_size {block_size} does not fit a {height}x{width} feature map"
+        )
+    gamma = (1.0 - keep_prob) / block_size**2 * (height * width) / valid
+    return min(gamma, 1.0)
+
+
+def expand_seeds(seeds: Tensor, block_size: int) -> Tensor:
+    """Grow seeds of the valid region into the block mask (1 = dropped) of the full map.
+
+    `seeds` is (N, C, H - block_size + 1, W - block_size + 1); a seed at (i, j) drops the square
+    [i, i + block_size) x [j, j + block_size), so every block lies wholly inside the (N, C, H, W)
+    result. Seeds anchor the block's top-left corner, which is the same as Ghiasi et al.'s centred
+    blocks with seeds restricted to the centres that leave the block inside the map.
+    """
+    pad = block_size - 1
+    return F.max_pool2d(F.pad(seeds, (pad, pad, pad, pad)), kernel_size=block_size, stride=1)
+
+
+class DropBlock2d(nn.Module):
+    """Drop block_size x block_size squares of each channel in training; identity in eval.
+
+    Algorithm 1 of Ghiasi et al.: draw seeds ~ Bernoulli(gamma) (Eq. 1, `seed_rate`) in the valid
+    region, independently per sample and channel; expand each seed to a square by max pooling; zero
+    the squares; rescale the survivors by count(mask) / count_ones(mask) so the expected activation
+    is unchanged. Seeds come from the global torch RNG, so `torch.manual_seed` makes a run repeat.
+
+    Args:
+        block_size: side of the dropped squares (paper: lost; SA-UNet lineage uses 7).
+        keep_prob: fraction of units kept, in (0, 1]; 1 makes the layer an identity
+            (paper: 0.85 on DRIVE, 0.80 on CHASE_DB1).
+    """
+
+    def __init__(self, block_size: int = 7, keep_prob: float = 0.9) -> None:
+        super().__init__()
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if not 0.0 < keep_prob <= 1.0:
+            raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
+        self.block_size = block_size
+        self.keep_prob = float(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f"block_size={self.block_size}, keep_prob={self.keep_prob}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.keep_prob == 1.0:
+            return x
+        n, c, h, w = x.shape
+        block = min(self.block_size, h, w)
+        gamma = seed_rate(self.keep_prob, block, h, w)
+        seeds = torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma
+        keep = 1.0 - expand_seeds(seeds.float(), block)
+        # the clamp only matters when every unit of the batch is dropped (tiny maps)
+        scale = keep.numel() / keep.sum().clamp_min(1.0)
+        return x * (keep * scale).to(dtype=x.dtype)

@@ -1,0 +1,109 @@
+"""Selective kernel (SK) convolution block of SKU-Net (Hwang et al. 2021, Sec. III.1, Eqs. 1-8).
+
+Built on SKNet: Li X., Wang W., Hu X., Yang J., "Selective Kernel Networks", CVPR 2019,
+https://arxiv.org/abs/1903.06586 (Sec. 3.1: Split, Fuse, Select). The split attention
+("Fuse" and "Select") is its own module, `SelectiveKernelAttention`, beside the block that owns
+the convolution branches, `SelectiveKernelBlock`.
+
+Departures from the paper (its kernel sizes, r and L were lost in extraction; see PAPER.md):
+- branch kernels 3x3 and 3x3 with dilation 2 by default (SKNet's 5x5 -> 3x3 + dilation 2).
+- first convolution 3x3 by default (SKNet's bottleneck would use 1x1); configurable.
+- r = 16, L = 32 by default (SKNet's values).
+- the heads A, B and W carry no bias, as Eqs. (4) and (6) are written.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from skunet.models.blocks import ConvDropBlockBNReLU
+
+__all__ = ["SelectiveKernelAttention", "SelectiveKernelBlock"]
+
+
+class SelectiveKernelAttention(nn.Module):
+    """Split attention over two branches, paper Eqs. (2)-(6) (SKNet Eqs. 1-5).
+
+    U = U1 + U2 (Eq. 2); s = global average pool of U, one value per channel (Eq. 3);
+    z = ReLU(BN(W s)) with W: C -> d (Eq. 4), d = max(C // r, L) (Eq. 5);
+    a_c = exp(A_c z) / (exp(A_c z) + exp(B_c z)), b_c = 1 - a_c (Eq. 6).
+
+    The BatchNorm of Eq. (4) normalises one vector per sample, so training needs a batch of at
+    least two (as in SKNet).
+
+    Args:
+        channels: C, channels of each branch.
+        reduction: r of Eq. (5).
+        min_dim: L of Eq. (5), the smallest width of z.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, min_dim: int = 32) -> None:
+        super().__init__()
+        dim = max(channels // reduction, min_dim)
+        self.fc = nn.Linear(channels, dim, bias=False)  # W
+        self.bn = nn.BatchNorm1d(dim)
+        self.act = nn.ReLU(inplace=True)
+        self.head_a = nn.Linear(dim, channels, bias=False)  # A
+        self.head_b = nn.Linear(dim, channels, bias=False)  # B
+
+    def forward(self, u1: Tensor, u2: Tensor) -> Tensor:
+        """Return the branch weights, shape (N, 2, C, 1, 1): `[:, 0]` is a, `[:, 1]` is b."""
+        if self.training and u1.shape[0] < 2:
+            raise ValueError(
+                "SelectiveKernelAttention needs a batch of at least 2 in training mode: "
+                "the BatchNorm of z = ReLU(BN(W s)) normalises over the batch"
+            )
+        s = (u1 + u2).mean(dim=(2, 3))
+        z = self.act(self.bn(self.fc(s)))
+        logits = torch.stack((self.head_a(z), self.head_b(z)), dim=1)
+        # softmax in float32 so that a + b = 1 holds to float32 precision under bf16 autocast
+        weights = logits.float().softmax(dim=1).to(dtype=u1.dtype)
+        return weights[..., None, None]
+
+
+class SelectiveKernelBlock(nn.Module):
+    """SK block of SKU-Net, paper Fig. 1 and Eqs. (1), (7), (8).
+
+    X' = conv_first(X); U1 = branch_a(X'), U2 = branch_b(X') (Eq. 1), every convolution followed
+    by DropBlock, BatchNorm and ReLU; (a, b) = attention(U1, U2) (Eqs. 2-6);
+    V = a * U1 + b * U2 (Eq. 7); Y = ReLU(V + X) (Eq. 8, the ResNet residual).
+    Input and output have `channels` channels and the same size.
+
+    Args:
+        channels: C, channels in and out.
+        first_kernel: kernel of the first convolution (lost; 3 by default).
+        kernels: kernels of the two branches (lost; SKNet: 3 and 3).
+        dilations: dilations of the two branches (SKNet: 1 and 2, a 3x3 and a 5x5 field).
+        reduction: r of Eq. (5).
+        min_dim: L of Eq. (5).
+        block_size: DropBlock square side.
+        keep_prob: DropBlock keep rate; 1 disables it.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        first_kernel: int = 3,
+        kernels: tuple[int, int] = (3, 3),
+        dilations: tuple[int, int] = (1, 2),
+        reduction: int = 16,
+        min_dim: int = 32,
+        block_size: int = 7,
+        keep_prob: float = 0.85,
+    ) -> None:
+        super().__init__()
+        drop = dict(block_size=block_size, keep_prob=keep_prob)
+        self.conv_first = ConvDropBlockBNReLU(channels, channels, first_kernel, 1, **drop)
+        self.branch_a = ConvDropBlockBNReLU(channels, channels, kernels[0], dilations[0], **drop)
+        self.branch_b = ConvDropBlockBNReLU(channels, channels, kernels[1], dilations[1], **drop)
+        self.attn = SelectiveKernelAttention(channels, reduction, min_dim)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_prime = self.conv_first(x)
+        u1 = self.branch_a(x_prime)
+        u2 = self.branch_b(x_prime)
+        weights = self.attn(u1, u2)
+        v = weights[:, 0] * u1 + weights[:, 1] * u2
+        return self.act(v + x)

@@ -1,0 +1,177 @@
+"""The three networks of Hwang et al. 2021 (Fig. 3): U-Net, U-Net+DropBlock and SKU-Net.
+
+All three share one encoder-decoder skeleton (Ronneberger et al. 2015,
+https://arxiv.org/abs/1505.04597) and differ only in the block used at every level:
+level i has base_width * 2**i channels; 2x2 max pooling goes down, a 2x2 stride-2 transposed
+convolution goes up and halves the channels, its output is concatenated with the encoder features
+of the same resolution and passed through the level block again; a final 1x1 convolution gives
+one channel.
+
+Departures from the paper:
+- the networks return logits, not sigmoid probabilities: training uses BCE-with-logits, which
+  is the same loss and stays numerically stable under bf16 autocast.
+- inputs of any size are zero-padded (bottom and right) to a multiple of 2**(depth - 1) and the
+  output is cropped back; the paper's inputs (592, 1008) need no padding at depth 4.
+- base width 16 and depth 4 are not stated (lost); they follow SA-UNet / SD-Unet (PAPER.md).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from skunet.models.blocks import ConvDropBlockBNReLU, DropBlockConvBlock, UNetConvBlock
+from skunet.models.selective_kernel import SelectiveKernelBlock
+
+__all__ = ["UNetSkeleton", "SKUNetBlock", "UNet", "UNetDropBlock", "SKUNet"]
+
+LevelBlock = Callable[[int, int], nn.Module]
+"""Builds the block of one level from (in_channels, out_channels)."""
+
+
+class UNetSkeleton(nn.Module):
+    """U-Net encoder-decoder with a pluggable level block; returns logits (N, 1, H, W).
+
+    Args:
+        level_block: builds a level's block from (in_channels, out_channels).
+        in_channels: channels of the input image.
+        base_width: channels of the first level; level i has base_width * 2**i.
+        depth: number of levels; there are depth - 1 poolings and as many up-convolutions.
+    """
+
+    def __init__(self, level_block: LevelBlock, in_channels: int, base_width: int, depth: int) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        if base_width < 1 or in_channels < 1:
+            raise ValueError(
+                f"base_width and in_channels must be positive, got {base_width} and {in_channels}"
+            )
+        widths = [base_width * 2**i for i in range(depth)]
+        self.depth = depth
+        self.encoder = nn.ModuleList(
+            level_block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)
+        )
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        # decoder[i] and up[i] produce level i (fine to coarse order, like the encoder)
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], kernel_size=2, stride=2) for i in range(depth - 1)
+        )
+        self.decoder = nn.ModuleList(level_block(2 * widths[i], widths[i]) for i in range(depth - 1))
+        self.head = nn.Conv2d(base_width, 1, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        multiple = 2 ** (self.depth - 1)
+        x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
+        skips = []
+        for level, block in enumerate(self.encoder):
+            if level > 0:
+                x = self.pool(x)
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottom level has no skip
+        for level in reversed(range(self.depth - 1)):
+            x = self.up[level](x)
+            x = self.decoder[level](torch.cat((skips[level], x), dim=1))
+        return self.head(x)[..., :height, :width]
+
+
+class SKUNetBlock(nn.Sequential):
+    """One SKU-Net level (paper Sec. III.2, Fig. 3): a DropBlock conv unit, then an SK block.
+
+    `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (in -> out), then `SelectiveKernelBlock` (out -> out).
+    Departure: the paper's Fig. 4 is not in the extracted text; we read its "convolution block"
+    as one such unit, since the SK block that follows holds three more convolutions.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        block_size: int = 7,
+        keep_prob: float = 0.85,
+        sk_first_kernel: int = 3,
+        sk_kernels: tuple[int, int] = (3, 3),
+        sk_dilations: tuple[int, int] = (1, 2),
+        sk_reduction: int = 16,
+        sk_min_dim: int = 32,
+    ) -> None:
+        super().__init__()
+        self.conv = ConvDropBlockBNReLU(in_channels, out_channels, 3, 1, block_size, keep_prob)
+        self.sk = SelectiveKernelBlock(
+            out_channels,
+            first_kernel=sk_first_kernel,
+            kernels=sk_kernels,
+            dilations=sk_dilations,
+            reduction=sk_reduction,
+            min_dim=sk_min_dim,
+            block_size=block_size,
+            keep_prob=keep_prob,
+        )
+
+
+class UNet(UNetSkeleton):
+    """Baseline U-Net (paper model 1): two `conv3x3 -> ReLU` per level. Returns logits."""
+
+    def __init__(self, in_channels: int = 3, base_width: int = 16, depth: int = 4) -> None:
+        super().__init__(UNetConvBlock, in_channels, base_width, depth)
+
+
+class UNetDropBlock(UNetSkeleton):
+    """U-Net+DropBlock (paper model 2): two `conv3x3 -> DropBlock -> BN -> ReLU` per level. Returns logits."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_width: int = 16,
+        depth: int = 4,
+        block_size: int = 7,
+        keep_prob: float = 0.85,
+    ) -> None:
+        def level_block(c_in: int, c_out: int) -> nn.Module:
+            return DropBlockConvBlock(c_in, c_out, block_size, keep_prob)
+
+        super().__init__(level_block, in_channels, base_width, depth)
+
+
+class SKUNet(UNetSkeleton):
+    """SKU-Net (paper model 3, Fig. 3): every level is an `SKUNetBlock`. Returns logits.
+
+    Args:
+        in_channels, base_width, depth: as `UNetSkeleton`.
+        block_size, keep_prob: DropBlock settings of every convolution.
+        sk_first_kernel, sk_kernels, sk_dilations, sk_reduction, sk_min_dim: the SK block's first
+            kernel, branch kernels and dilations, r and L (see `SelectiveKernelBlock`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_width: int = 16,
+        depth: int = 4,
+        block_size: int = 7,
+        keep_prob: float = 0.85,
+        sk_first_kernel: int = 3,
+        sk_kernels: tuple[int, int] = (3, 3),
+        sk_dilations: tuple[int, int] = (1, 2),
+        sk_reduction: int = 16,
+        sk_min_dim: int = 32,
+    ) -> None:
+        def level_block(c_in: int, c_out: int) -> nn.Module:
+            return SKUNetBlock(
+                c_in,
+                c_out,
+                block_size,
+                keep_prob,
+                sk_first_kernel,
+                sk_kernels,
+                sk_dilations,
+                sk_reduction,
+                sk_min_dim,
+            )
+
+        super().__init__(level_block, in_channels, base_width, depth)

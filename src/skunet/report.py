@@ -1,0 +1,320 @@
+"""Reports: the comparison as Markdown, the README's results section, and figures (matplotlib Agg).
+
+Every table here is generated from a :func:`skunet.compare.compare` result (or the flattened
+``metrics/compare.json``); nothing is typed by hand. Files are written to a temporary name in the
+target folder and moved into place, so an interrupted run never leaves half a report.
+
+``context`` (used by the Markdown writers) says where the numbers come from; keys, all optional:
+``run`` (a run or experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...),
+``device`` (e.g. "NVIDIA H100"), ``date``, ``source`` (the compare JSON's path, default
+``metrics/compare.json``) and ``figures`` (``{caption: path}`` or a list of paths).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from skunet.compare import format_table, result_rows  # noqa: E402
+
+PROTOCOL_TITLES = {
+    "paper": "Protocol `paper` (whole image, no FOV mask: the protocol the published numbers fit)",
+    "fov": "Protocol `fov` (pixels inside the field-of-view mask only; for context)",
+}
+# Error map colours (RGB in [0, 1]); the legend of plot_qualitative names them.
+ERROR_COLOURS = {
+    "true positive": (1.0, 1.0, 1.0),
+    "false positive": (0.9, 0.1, 0.1),
+    "false negative": (0.1, 0.35, 1.0),
+    "true negative": (0.0, 0.0, 0.0),
+    "outside FOV": (0.3, 0.3, 0.3),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files atomically
+
+
+def _atomic_write_text(path: Path | str, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _save_figure(fig: plt.Figure, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".") or "png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp.{fmt}", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _by_protocol(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """One comparison (full or flattened) or ``{protocol: comparison}`` as the latter."""
+    if "n_cells" in results:
+        protocol = results.get("protocol")
+        return {protocol if isinstance(protocol, str) else "paper": results}
+    return dict(results)
+
+
+def _provenance(context: Mapping[str, Any]) -> list[str]:
+    run = context.get("run", "unknown")
+    profile = context.get("profile", "unknown")
+    device = context.get("device", "unknown device")
+    line = f"Metrics from run `{run}`, profile `{profile}`, on {device}"
+    if context.get("date"):
+        line += f", {context['date']}"
+    lines = [line + "."]
+    if profile != "paper":
+        lines += [
+            "",
+            f"**No paper-profile run exists yet.** These numbers come from the `{profile}` "
+            "profile, not the paper's full training (50 epochs, all augmentations), so they test "
+            "the pipeline and are not a reproduction of the published tables.",
+        ]
+    return lines
+
+
+def _figure_links(figures: Any, base: Path) -> list[str]:
+    if not figures:
+        return []
+    items = figures.items() if isinstance(figures, Mapping) else ((Path(f).stem, f) for f in figures)
+    lines = []
+    for caption, target in items:
+        rel = Path(os.path.relpath(Path(target), base)).as_posix()
+        image = Path(target).suffix.lower() in (".png", ".svg", ".jpg", ".jpeg")
+        lines.append(f"![{caption}]({rel})" if image else f"- [{caption}]({rel})")
+    return lines
+
+
+def _tables(results: Mapping[str, Any], level: str) -> list[str]:
+    lines: list[str] = []
+    by_protocol = _by_protocol(results)
+    ordered = [p for p in PROTOCOL_TITLES if p in by_protocol]
+    ordered += [p for p in by_protocol if p not in PROTOCOL_TITLES]
+    for protocol in ordered:
+        lines += [f"{level} {PROTOCOL_TITLES.get(protocol, f'Protocol `{protocol}`')}", ""]
+        lines += [format_table(by_protocol[protocol]).rstrip("\n"), ""]
+    return lines
+
+
+def write_markdown_report(
+    result: Mapping[str, Any], path: Path | str, context: Mapping[str, Any]
+) -> Path:
+    """Write the comparison report: provenance, one table per protocol, rankings, figure links.
+
+    `result` is one :func:`skunet.compare.compare` result or ``{protocol: result}`` for both
+    protocols (``paper`` is shown first). Figure links are relative to the report's folder.
+    """
+    path = Path(path)
+    lines = ["# SKU-Net reproduction: results against the paper", ""]
+    lines += _provenance(context) + [""]
+    lines += [
+        "Published values: Hwang, Moon, Kim (2021), Tables 3 (DRIVE) and 4 (CHASE_DB1), "
+        "doi:10.9708/jksci.2021.26.04.029.",
+        "",
+    ]
+    lines += _tables(result, "##")
+    figures = _figure_links(context.get("figures"), path.parent)
+    if figures:
+        lines += ["## Figures", ""] + figures + [""]
+    return _atomic_write_text(path, "\n".join(lines))
+
+
+def readme_results_section(compare_json: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """Markdown for the README's results section, generated from ``metrics/compare.json``.
+
+    `compare_json` is a comparison, full or flattened (:func:`skunet.compare.flatten_for_dvc`),
+    or ``{protocol: comparison}``. The section names the run, profile and device the numbers
+    come from, and says plainly when no paper-profile run exists yet.
+    """
+    source = context.get("source", "metrics/compare.json")
+    lines = [
+        "## Results",
+        "",
+        f"<!-- generated from {source} by skunet.report.readme_results_section; do not edit -->",
+        "",
+    ]
+    lines += _provenance(context) + [""]
+    by_protocol = _by_protocol(compare_json)
+    if not any(result_rows(r) for r in by_protocol.values()):
+        lines += ["No metrics yet: run `dvc repro` to train and evaluate the models.", ""]
+        return "\n".join(lines)
+    lines += [
+        "Reproduced vs published (Tables 3 and 4 of the paper); delta = reproduced - published.",
+        "",
+    ]
+    lines += _tables(compare_json, "###")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
+    """Reproduced vs published bars, one subplot per dataset, grouped by model x metric.
+
+    `result` is one comparison (full or flattened; with ``{protocol: result}`` the ``paper``
+    one is drawn). The published bars carry the tolerance as an error bar.
+    """
+    by_protocol = _by_protocol(result)
+    single = by_protocol.get("paper") or next(iter(by_protocol.values()))
+    rows = result_rows(single)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows)) or ["(no data)"]
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False, sharey=True
+    )
+    values = [v for r in rows for v in (r["reproduced"], r["published"]) if v is not None]
+    low = max(0.0, min(values) - 0.05) if values else 0.0
+    for ax, dataset in zip(axes[0], datasets):
+        cells = [r for r in rows if r["dataset"] == dataset]
+        x = np.arange(len(cells))
+        rep = [np.nan if r["reproduced"] is None else r["reproduced"] for r in cells]
+        pub = [np.nan if r["published"] is None else r["published"] for r in cells]
+        tol = [0.0 if r["tolerance"] is None else r["tolerance"] for r in cells]
+        ax.bar(x - 0.2, pub, 0.4, yerr=tol, capsize=2, color="0.65", label="published (± tol.)")
+        colours = ["tab:red" if r["pass"] is False else "tab:blue" for r in cells]
+        ax.bar(x + 0.2, rep, 0.4, color=colours, label="reproduced")
+        ax.set_xticks(x, [f"{r['model']}\n{r['metric']}" for r in cells], fontsize=7, rotation=45)
+        ax.set_title(dataset)
+        ax.set_ylim(low, 1.0)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("score")
+    handles = [
+        Patch(color="0.65", label="published (error bar: tolerance)"),
+        Patch(color="tab:blue", label="reproduced, within tolerance"),
+        Patch(color="tab:red", label="reproduced, outside tolerance"),
+    ]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_roc(curves: Mapping[str, Mapping[str, Sequence[float]]], dataset: str, path: Path | str) -> Path:
+    """The models' ROC curves on one dataset.
+
+    `curves` maps a model name to ``{"fpr": [...], "tpr": [...]}`` (as
+    :func:`skunet.metrics.roc_curve_points` returns) and optionally ``"auc"``: the exact AUC,
+    shown in the legend. Without it the legend shows the trapezoidal area under the given
+    (thinned) points, marked with "~".
+    """
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for model, curve in curves.items():
+        fpr = np.asarray(curve["fpr"], dtype=float)
+        tpr = np.asarray(curve["tpr"], dtype=float)
+        if curve.get("auc") is not None:
+            label = f"{model} (AUC {float(curve['auc']):.4f})"
+        else:
+            area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+            label = f"{model} (AUC ~{area:.4f})"
+        ax.plot(fpr, tpr, label=label, linewidth=1.5)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="0.6", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC, {dataset}")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def error_map(
+    prob: np.ndarray, label: np.ndarray, fov: np.ndarray | None = None, threshold: float = 0.5
+) -> np.ndarray:
+    """An RGB image (float, H x W x 3) of the prediction's errors, colours as ERROR_COLOURS.
+
+    TP white, FP red, FN blue, TN black, outside the FOV dark grey (when `fov` is given).
+    """
+    pred = np.asarray(prob) > threshold
+    truth = np.asarray(label).astype(bool)
+    rgb = np.zeros(pred.shape + (3,), dtype=float)
+    rgb[pred & truth] = ERROR_COLOURS["true positive"]
+    rgb[pred & ~truth] = ERROR_COLOURS["false positive"]
+    rgb[~pred & truth] = ERROR_COLOURS["false negative"]
+    if fov is not None:
+        rgb[~np.asarray(fov).astype(bool)] = ERROR_COLOURS["outside FOV"]
+    return rgb
+
+
+def plot_qualitative(
+    image_rgb: np.ndarray,
+    predictions: np.ndarray | Sequence[tuple[str, np.ndarray]],
+    label: np.ndarray,
+    fov: np.ndarray | None,
+    path: Path | str,
+    title: str,
+    threshold: float = 0.5,
+) -> Path:
+    """A figure like the paper's Fig. 5/6, with error maps.
+
+    First row: the image, the ground truth, the FOV mask. One row per model: the probability map,
+    the thresholded prediction (probability > `threshold`), and the error map (TP white, FP red,
+    FN blue, TN black, outside the FOV grey; the legend says so). `predictions` is a list of
+    ``(model_name, probability)`` or a single probability array.
+    """
+    if isinstance(predictions, np.ndarray):
+        predictions = [("prediction", predictions)]
+    n_rows = 1 + len(predictions)
+    fig, axes = plt.subplots(n_rows, 3, figsize=(9, 3 * n_rows), squeeze=False)
+    image = np.asarray(image_rgb)
+    if image.dtype != np.uint8 and image.size and image.max() > 1.0:
+        image = np.clip(image / 255.0, 0.0, 1.0)
+    cmap = "gray" if image.ndim == 2 else None
+    panels = [(image, "image", cmap), (np.asarray(label).astype(float), "ground truth", "gray")]
+    if fov is not None:
+        panels.append((np.asarray(fov).astype(float), "FOV mask", "gray"))
+    for ax, (data, name, cm) in zip(axes[0], panels):
+        ax.imshow(data, cmap=cm, vmin=0 if cm else None, vmax=1 if cm else None)
+        ax.set_title(name, fontsize=9)
+    for (model, prob), row in zip(predictions, axes[1:]):
+        prob = np.asarray(prob, dtype=float)
+        row[0].imshow(prob, cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(f"{model}: probability", fontsize=9)
+        row[1].imshow(prob > threshold, cmap="gray", vmin=0, vmax=1)
+        row[1].set_title(f"{model}: prediction (> {threshold:g})", fontsize=9)
+        row[2].imshow(error_map(prob, label, fov, threshold))
+        row[2].set_title(f"{model}: errors", fontsize=9)
+    for ax in axes.ravel():
+        ax.axis("off")
+    shown = [k for k in ERROR_COLOURS if fov is not None or k != "outside FOV"]
+    fig.legend(
+        handles=[Patch(facecolor=ERROR_COLOURS[k], edgecolor="0.5", label=k) for k in shown],
+        loc="lower center",
+        ncol=len(shown),
+        fontsize=8,
+    )
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    return _save_figure(fig, path)

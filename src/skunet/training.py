@@ -1,0 +1,409 @@
+"""Training: Adam + BCE + ReduceLROnPlateau, best checkpoint by validation loss, resumable.
+
+Two paths, one loop:
+- CPU (and CUDA with fast_path off): fp32 eager, batches cut from the uint8 arrays on the host.
+  Simple and deterministic for a given seed.
+- CUDA fast path: the whole augmented training set lives on the GPU as uint8 (no per-step
+  decoding or host copies), bf16 autocast, channels_last, cudnn benchmark, optional torch.compile.
+
+Determinism and resume: every epoch reseeds the global RNG from (seed, epoch), so the shuffle and
+the DropBlock masks of epoch e do not depend on what ran before. The full training state is saved
+after every epoch (atomically); a killed run restarted with the same params and data continues
+from its last completed epoch and ends with the same weights as an uninterrupted run.
+
+Distributed: launched under torchrun (WORLD_SIZE > 1), each rank trains on its share of every
+batch under DistributedDataParallel (gloo on CPU, nccl on CUDA); rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from skunet.atomic import atomic_file
+from skunet.errors import SkunetError
+from skunet.models import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    factor: float
+    patience: int
+    min_lr: float
+    validation_fraction: float
+    split_mode: str
+    max_train_samples: int = 0
+    fast_path: bool = True
+    compile: bool = False
+
+
+def model_config(params: dict[str, Any], dataset: str, model: str) -> ModelConfig:
+    """The ModelConfig of `model` trained on `dataset`, from validated params."""
+    section = {k: v for k, v in params["models"][model].items() if k != "lr"}
+    for key in ("sk_kernels", "sk_dilations"):
+        if key in section:
+            section[key] = tuple(section[key])
+    return ModelConfig(name=model, keep_prob=params["train"][dataset]["keep_prob"], **section)
+
+
+def train_config(params: dict[str, Any], dataset: str, model: str) -> TrainConfig:
+    common = params["train"]["common"]
+    sched = common["scheduler"]
+    return TrainConfig(
+        epochs=common["epochs"],
+        batch_size=params["train"][dataset]["batch_size"],
+        lr=params["models"][model]["lr"],
+        seed=params["base"]["seed"],
+        factor=sched["factor"],
+        patience=sched["patience"],
+        min_lr=sched["min_lr"],
+        validation_fraction=params["split"]["validation_fraction"],
+        split_mode=params["split"]["mode"],
+        max_train_samples=common["max_train_samples"],
+        fast_path=common["fast_path"],
+        compile=common["compile"],
+    )
+
+
+# --------------------------------------------------------------------------------------- data
+def split_indices(sources: np.ndarray, fraction: float, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation row indices.
+
+    tail: the last `fraction` of the rows, as Keras `validation_split` takes them (the paper's
+    lineage); augmented copies of the validation images remain in the training rows.
+    by_source: whole source images (all their copies) go to validation, the last ones by index,
+    so no image is seen in both.
+    """
+    n = len(sources)
+    if mode == "tail":
+        n_val = max(1, int(round(n * fraction)))
+        return np.arange(n - n_val), np.arange(n - n_val, n)
+    if mode == "by_source":
+        unique = np.unique(sources)
+        n_val = max(1, int(round(len(unique) * fraction)))
+        held = np.isin(sources, unique[-n_val:])
+        return np.flatnonzero(~held), np.flatnonzero(held)
+    raise SkunetError(f"params.yaml: split.mode = {mode!r} must be tail or by_source")
+
+
+@dataclass
+class TrainingData:
+    images: np.ndarray  # (N, S, S, 3) uint8, possibly memory-mapped
+    labels: np.ndarray  # (N, S, S) uint8 {0, 1}
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    fingerprint: str  # identifies the data for resume and checkpoints
+
+
+def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
+    """Open the augment stage's arrays and split them."""
+    try:
+        images = np.load(data_dir / "images.npy", mmap_mode="r")
+        labels = np.load(data_dir / "labels.npy", mmap_mode="r")
+        records = json.loads((data_dir / "records.json").read_text())
+    except FileNotFoundError as err:
+        raise SkunetError(f"{err.filename}: missing; run `dvc repro augment@{data_dir.name}` first") from None
+    sources = np.array([r["source"] for r in records])
+    train_idx, val_idx = split_indices(sources, cfg.validation_fraction, cfg.split_mode)
+    if cfg.max_train_samples:
+        # evenly spaced rows keep every transform and source represented in a small subset
+        pick = np.linspace(0, len(train_idx) - 1, min(cfg.max_train_samples, len(train_idx)))
+        train_idx = train_idx[np.unique(pick.round().astype(int))]
+        val_idx = val_idx[:: max(1, len(val_idx) // max(1, cfg.max_train_samples // 4))]
+    fingerprint = hashlib.sha256(
+        f"{images.shape}{labels.shape}{(data_dir / 'records.json').read_text()}".encode()
+        + np.asarray(images[:: max(1, len(images) // 8)]).tobytes()[:1 << 20]
+    ).hexdigest()[:16]
+    return TrainingData(images, labels, train_idx, val_idx, fingerprint)
+
+
+class BatchSource:
+    """Cuts float batches out of the uint8 arrays, on the host or (fast path) on the device."""
+
+    def __init__(self, data: TrainingData, device: torch.device, on_device: bool, channels_last: bool):
+        self.device = device
+        self.channels_last = channels_last
+        if on_device:
+            self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+            self.labels = torch.from_numpy(np.ascontiguousarray(data.labels)).to(device)
+        else:
+            self.images, self.labels = data.images, data.labels
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.images, torch.Tensor):
+            idx = torch.as_tensor(rows, device=self.device)
+            x, y = self.images[idx], self.labels[idx]
+        else:
+            order = np.sort(rows)  # memory-mapped reads in file order, then restore the order
+            back = np.argsort(np.argsort(rows))
+            x = torch.from_numpy(np.asarray(self.images[order])[back])
+            y = torch.from_numpy(np.asarray(self.labels[order])[back])
+            x, y = x.to(self.device), y.to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.unsqueeze(1).float()
+
+
+# ----------------------------------------------------------------------------------- one step
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy (the paper's loss), on logits for stability in bf16."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def forward_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, fast: bool) -> torch.Tensor:
+    """Loss of one batch; the fast path runs the forward pass under bf16 autocast."""
+    if fast:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+            return loss_fn(model(x), y)
+    return loss_fn(model(x), y)
+
+
+# ------------------------------------------------------------------------------ distribution
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group when launched by torchrun; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world)
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------- the loop
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**31)
+
+
+def batches(n_rows: int, batch_size: int, epoch_rng: torch.Generator) -> Iterator[np.ndarray]:
+    perm = torch.randperm(n_rows, generator=epoch_rng).numpy()
+    for start in range(0, n_rows, batch_size):
+        yield perm[start : start + batch_size]
+
+
+@torch.no_grad()
+def validate(model, source: BatchSource, rows: np.ndarray, batch_size: int, fast: bool) -> tuple[float, float]:
+    """Mean BCE and pixel F1 (probability > 0.5) over the validation rows."""
+    model.eval()
+    total, count, tp, fp, fn = 0.0, 0, 0, 0, 0
+    for start in range(0, len(rows), batch_size):
+        x, y = source.batch(rows[start : start + batch_size])
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=fast):
+            logits = model(x)
+        total += F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum").item()
+        count += y.numel()
+        pred, truth = logits > 0, y > 0.5
+        tp += int((pred & truth).sum())
+        fp += int((pred & ~truth).sum())
+        fn += int((~pred & truth).sum())
+    model.train()
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return total / max(count, 1), f1
+
+
+def _fingerprint(mcfg: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int) -> str:
+    blob = json.dumps([asdict(mcfg), asdict(cfg), data.fingerprint, world], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def dvc_data_md5(dataset: str, lock: Path = Path("dvc.lock")) -> str | None:
+    """md5 of data/augmented/<dataset> as dvc.lock records it, when the stage has been locked."""
+    try:
+        stages = yaml.safe_load(lock.read_text())["stages"]
+        for out in stages[f"augment@{dataset}"]["outs"]:
+            if out["path"] == f"data/augmented/{dataset}":
+                return out["md5"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        pass
+    return None
+
+
+def train(
+    mcfg: ModelConfig,
+    cfg: TrainConfig,
+    dataset: str,
+    data_dir: Path,
+    checkpoint: Path,
+    log_csv: Path,
+    state_path: Path,
+    device: torch.device | None = None,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train one model; write the best checkpoint and the per-epoch log. Returns a summary.
+
+    `state_path` holds the resume state between epochs; it is removed once training completes.
+    `stop_after_epoch` ends the run early as a crash would (used to test resume).
+    """
+    device = device or pick_device()
+    ddp = init_distributed(device)
+    fast = cfg.fast_path and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = load_training_data(data_dir, cfg)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(mcfg).to(device)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr
+    )
+    fingerprint = _fingerprint(mcfg, cfg, data, ddp.world)
+    start_epoch, best, history = 1, {"val_loss": float("inf"), "epoch": 0, "state": None}, []
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            best, history = state["best"], state["history"]
+            start_epoch = state["epoch"] + 1
+            if ddp.main:
+                log.info("resuming %s on %s after epoch %d", mcfg.name, dataset, state["epoch"])
+        elif ddp.main:
+            log.info("ignoring stale resume state %s (params or data changed)", state_path)
+
+    net: torch.nn.Module = model
+    if ddp.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if fast and cfg.compile:
+        net = torch.compile(net)
+    source = BatchSource(data, device, on_device=fast, channels_last=fast)
+    per_rank = -(-cfg.batch_size // ddp.world)
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(cfg.seed, epoch) + ddp.rank)
+        rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+        net.train()
+        total, seen = torch.zeros((), device=device), 0
+        steps = list(batches(len(data.train_idx), cfg.batch_size, rng))
+        bar = tqdm(steps, desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}",
+                   disable=not ddp.main, leave=False)
+        for step in bar:
+            rows = data.train_idx[step][ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
+            if len(rows) == 0:  # a short last batch may leave a rank without rows
+                rows = data.train_idx[step][:1]
+            x, y = source.batch(rows)
+            loss = forward_loss(net, x, y, fast)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(rows)  # no host sync per step
+            seen += len(rows)
+        val = torch.zeros(2, dtype=torch.float64)
+        if ddp.main:
+            val[:] = torch.tensor(validate(model, source, data.val_idx, cfg.batch_size, fast))
+        if ddp.world > 1:
+            dist.broadcast(val, 0)
+        val_loss, val_f1 = float(val[0]), float(val[1])
+        scheduler.step(val_loss)
+        row = {
+            "epoch": epoch,
+            "train_loss": total.item() / max(seen, 1),
+            "val_loss": val_loss,
+            "val_f1": val_f1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        if val_loss < best["val_loss"]:
+            best = {"val_loss": val_loss, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        if ddp.main:
+            log.info("%s/%s epoch %d: train %.4f val %.4f F1 %.4f lr %.2g (%.1fs)", dataset,
+                     mcfg.name, epoch, row["train_loss"], val_loss, val_f1, row["lr"], row["seconds"])
+            state = {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "best": best, "history": history}
+            with atomic_file(state_path) as tmp:
+                torch.save(state, tmp)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
+            return {"stopped_after": epoch}
+
+    summary = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs": cfg.epochs}
+    if ddp.main:
+        payload = {
+            "model": mcfg.name,
+            "model_config": asdict(mcfg),
+            "train_config": asdict(cfg),
+            "dataset": dataset,
+            "seed": cfg.seed,
+            "epoch": best["epoch"],
+            "best_val_loss": best["val_loss"],
+            "data_md5": dvc_data_md5(dataset),
+            "data_fingerprint": data.fingerprint,
+            "torch_version": torch.__version__,
+            "device": str(device),
+            "world_size": ddp.world,
+            "state_dict": best["state"],
+        }
+        with atomic_file(checkpoint) as tmp:
+            torch.save(payload, tmp)
+        with atomic_file(log_csv) as tmp, tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(history)
+        state_path.unlink(missing_ok=True)
+    if ddp.world > 1:
+        dist.barrier()
+    return summary
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint was trained as and load its weights (weights_only=True)."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise SkunetError(f"{path}: missing; run the train stage first") from None
+    except Exception as err:  # unpickling refused or truncated file
+        raise SkunetError(f"{path}: not a usable checkpoint ({err}); re-run the train stage") from None
+    cfg = dict(payload["model_config"])
+    for key in ("sk_kernels", "sk_dilations"):
+        cfg[key] = tuple(cfg[key])
+    model = build_model(ModelConfig(**cfg)).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload

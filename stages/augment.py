@@ -1,0 +1,46 @@
+"""augment@<dataset>: the paper's 25 augmentations per training image, data/augmented/<dataset>/.
+
+Writes images.npy (N x 26, S, S, 3) uint8, labels.npy (N x 26, S, S) uint8 {0, 1} and
+records.json (source image and transform of every row), rows in transform-major order.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from skunet.atomic import atomic_dir
+from skunet.config import check_dataset, load_params
+from skunet.data.augment import augment_dataset, build_augmentations
+from skunet.errors import SkunetError, exit_on_error
+
+
+@exit_on_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    dataset = check_dataset(parser.parse_args().dataset)
+    params = load_params()
+    resized = Path("data/resized") / dataset
+
+    try:
+        images = np.load(resized / "train_images.npy")
+        labels = np.load(resized / "train_labels.npy")
+    except FileNotFoundError as err:
+        raise SkunetError(f"{err.filename}: missing; run `dvc repro resize@{dataset}` first") from None
+    pipelines = build_augmentations(params["augment"]["transforms"], images.shape[1])
+    rows = len(images) * (1 + len(pipelines))
+    with atomic_dir(Path("data/augmented") / dataset) as tmp:
+        out_images = open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(rows, *images.shape[1:]))
+        out_labels = open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(rows, *labels.shape[1:]))
+        records = augment_dataset(images, labels, pipelines, params["base"]["seed"], out_images, out_labels)
+        out_images.flush()
+        out_labels.flush()
+        del out_images, out_labels
+        (tmp / "records.json").write_text(json.dumps(records, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""train@<dataset>-<model>: train one model on one dataset's augmented data.
+
+Writes models/<dataset>/<model>.pt (best by validation loss) and plots/train/<dataset>/<model>.csv.
+A killed run, re-run, resumes from its last completed epoch (state in .skunet-state/).
+Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
+"""
+
+import argparse
+from pathlib import Path
+
+from skunet.config import check_dataset, check_model, load_params
+from skunet.errors import exit_on_error
+from skunet.training import model_config, train, train_config
+
+
+@exit_on_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("model")
+    args = parser.parse_args()
+    dataset, model = check_dataset(args.dataset), check_model(args.model)
+    params = load_params()
+
+    train(
+        model_config(params, dataset, model),
+        train_config(params, dataset, model),
+        dataset=dataset,
+        data_dir=Path("data/augmented") / dataset,
+        checkpoint=Path("models") / dataset / f"{model}.pt",
+        log_csv=Path("plots/train") / dataset / f"{model}.csv",
+        state_path=Path(".skunet-state") / f"{dataset}-{model}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main()
