@@ -181,7 +181,11 @@ def _cumulative_counts(
     """Thresholds (descending, the first above every score) and tp, fp counts at score >= each."""
     pos, neg = _split_sorted(y_true, scores)
     distinct = np.unique(np.concatenate([pos, neg]))[::-1]
-    top = np.nextafter(distinct[0].astype(np.float64), np.inf)
+    # above every score in the scores' own dtype, so `scores >= top` is empty whatever the casting
+    if np.issubdtype(distinct.dtype, np.floating):
+        top = float(np.nextafter(distinct[0], distinct.dtype.type(np.inf)))
+    else:
+        top = float(distinct[0]) + 1.0
     thresholds = np.concatenate([[top], distinct.astype(np.float64)])
     tp = pos.size - np.searchsorted(pos, thresholds, side="left")
     fp = neg.size - np.searchsorted(neg, thresholds, side="left")

@@ -1,0 +1,67 @@
+"""Shared fixtures: the repository root, the data mirror, and a small fake DRIVE archive."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def mirror() -> Path:
+    """The folder holding the real archives (SKUNET_DATA_MIRROR); skip when unset."""
+    value = os.environ.get("SKUNET_DATA_MIRROR")
+    if not value:
+        pytest.skip("SKUNET_DATA_MIRROR is not set: the real DRIVE.zip / CHASEDB1.zip are needed")
+    path = Path(value)
+    if not (path / "DRIVE.zip").is_file() or not (path / "CHASEDB1.zip").is_file():
+        pytest.skip(f"SKUNET_DATA_MIRROR={value} does not hold DRIVE.zip and CHASEDB1.zip")
+    return path
+
+
+def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def fake_drive_zip(path: Path, size: tuple[int, int] = (24, 20), extra: dict[str, bytes] | None = None,
+                   skip: set[str] = frozenset()) -> Path:
+    """A DRIVE-shaped zip with 40 tiny images, labels and masks (official names)."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    with zipfile.ZipFile(path, "w") as zf:
+        for n in range(1, 41):
+            split = "test" if n <= 20 else "training"
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            label = (image[..., 1] > 128).astype(np.uint8) * 255
+            mask = np.zeros((h, w), np.uint8)
+            mask[2:-2, 2:-2] = 255
+            entries = {
+                f"DRIVE/{split}/images/{n:02d}_{split}.tif": png_bytes(image, "TIFF"),
+                f"DRIVE/{split}/1st_manual/{n:02d}_manual1.gif": png_bytes(label, "GIF"),
+                f"DRIVE/{split}/mask/{n:02d}_{split}_mask.gif": png_bytes(mask, "GIF"),
+            }
+            for name, data in entries.items():
+                if name not in skip:
+                    zf.writestr(name, data)
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return path
+
+
+def run_stage(script: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a stage script from stages/ with `cwd` as the project folder."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True)

@@ -1,0 +1,356 @@
+"""skunet.compare: the reference file, tolerance edges, missing cells, ranking, skunet check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from skunet import compare as C
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_YAML = ROOT / "published" / "paper.yaml"
+TOL = {"f1": 0.02, "accuracy": 0.005, "auc": 0.01}
+
+REFERENCE = {
+    "drive": {
+        "unet": {"f1": 0.8120, "accuracy": 0.9682, "auc": 0.9813},
+        "unet_dropblock": {"f1": 0.8174, "accuracy": 0.9687, "auc": 0.9851},
+        "skunet": {"f1": 0.8291, "accuracy": 0.9699, "auc": 0.9874},
+    },
+    "chase": {
+        "unet": {"f1": 0.7927, "accuracy": 0.9736, "auc": 0.9870},
+        "unet_dropblock": {"f1": 0.7930, "accuracy": 0.9739, "auc": 0.9902},
+        "skunet": {"f1": 0.8171, "accuracy": 0.9768, "auc": 0.9909},
+    },
+}
+
+
+def _metrics(f1, accuracy, auc, fov_shift=-0.03):
+    """A per-model metrics file: `paper` as given, `fov` lower (as inside-FOV numbers are)."""
+    paper = {"f1": f1, "accuracy": accuracy, "auc": auc, "tp": 1, "fp": 1, "fn": 1, "tn": 1}
+    fov = {k: (v + fov_shift if isinstance(v, float) else v) for k, v in paper.items()}
+    return {"paper": paper, "fov": fov}
+
+
+def _exact_copy(reference=REFERENCE):
+    return {d: {m: _metrics(**v) for m, v in models.items()} for d, models in reference.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the published file
+
+
+def test_published_paper_yaml_holds_tables_3_and_4():
+    ref = C.load_reference(PAPER_YAML)
+    assert ref == REFERENCE
+    text = PAPER_YAML.read_text()
+    assert "10.9708/jksci.2021.26.04.029" in text and "paper" in text
+
+
+def test_published_paper_yaml_others_are_context():
+    import yaml
+
+    data = yaml.safe_load(PAPER_YAML.read_text())
+    assert set(data["others"]) == {"drive", "chase"}
+    assert data["others"]["drive"]["rsan"] == {"f1": 0.8203, "accuracy": 0.9691, "auc": 0.9855}
+    assert data["others"]["chase"]["orlando"] == {"f1": 0.7332, "accuracy": 0.9458, "auc": 0.9524}
+    assert all(len(v) == 7 for v in data["others"].values())
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("drive:\n  unet: {f1: high}\n", "drive.unet.f1"),
+        ("drive:\n  unet: 0.8\n", "drive.unet"),
+        ("drive: [1, 2]\n", "drive"),
+        ("drive:\n  unet: {f1: .nan}\n", "drive.unet.f1"),
+        ("drive:\n  unet: {f1: true}\n", "drive.unet.f1"),
+    ],
+)
+def test_load_reference_malformed_names_file_and_key(tmp_path, text, key):
+    path = tmp_path / "baseline.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        C.load_reference(path)
+    message = str(err.value)
+    assert str(path) in message and f"'{key}'" in message and "\n" not in message
+
+
+def test_load_reference_empty_missing_and_bad_yaml(tmp_path):
+    for name, text in (("empty.yaml", ""), ("bad.yaml", "drive: {unet: [\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=name):
+            C.load_reference(tmp_path / name)
+    with pytest.raises(ValueError, match="nope.yaml"):
+        C.load_reference(tmp_path / "nope.yaml")
+
+
+def test_load_reference_reads_json_baseline(tmp_path):
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps({"drive": {"unet": {"f1": 0.8}}}))
+    assert C.load_reference(path) == {"drive": {"unet": {"f1": 0.8}}}
+
+
+# ---------------------------------------------------------------------------------------------
+# tolerance edges
+
+
+def _one_cell(reproduced, published, tol, metric="f1"):
+    result = C.compare(
+        {"drive": {"unet": {"paper": {metric: reproduced}}}},
+        {"drive": {"unet": {metric: published}}},
+        {metric: tol},
+    )
+    return result["datasets"]["drive"]["cells"]["unet"][metric]
+
+
+@pytest.mark.parametrize(
+    "reproduced, published, tol, passes",
+    [
+        (0.8491, 0.8291, 0.02, True),  # exactly at tolerance (float delta 0.020000000000000018)
+        (0.8091, 0.8291, 0.02, True),  # exactly at tolerance, negative delta
+        (0.9749, 0.9699, 0.005, True),
+        (0.9649, 0.9699, 0.005, True),
+        (0.8492, 0.8291, 0.02, False),  # just over
+        (0.8090, 0.8291, 0.02, False),  # just over, negative
+        (0.9699 + 0.005 + 1e-9, 0.9699, 0.005, False),  # over by far more than the float slack
+        (0.8291, 0.8291, 0.0, True),  # zero tolerance, equal
+        (0.8292, 0.8291, 0.0, False),
+    ],
+)
+def test_tolerance_edges(reproduced, published, tol, passes):
+    cell = _one_cell(reproduced, published, tol)
+    assert cell["pass"] is passes
+    assert cell["delta"] == pytest.approx(reproduced - published)
+    assert cell["tolerance"] == tol and cell["missing"] is None
+
+
+def test_float_rounding_really_needs_the_slack():
+    # guards the test above: without the slack this delta would fail
+    assert abs(0.8491 - 0.8291) > 0.02
+
+
+def test_negative_delta_sign():
+    cell = _one_cell(0.80, 0.8291, 0.05)
+    assert cell["delta"] == pytest.approx(-0.0291) and cell["pass"] is True
+
+
+def test_exact_copy_all_pass_and_counts():
+    result = C.compare(_exact_copy(), REFERENCE, TOL)
+    assert (result["n_cells"], result["n_pass"], result["n_missing"]) == (18, 18, 0)
+    assert result["all_pass"] is True
+    assert result["protocol"] == "paper"
+    json.dumps(result)  # JSON-ready
+
+
+def test_protocol_selects_the_metrics():
+    result = C.compare(_exact_copy(), REFERENCE, TOL, protocol="fov")
+    # fov values are 0.03 lower: f1 (tol 0.02), accuracy and auc all fail
+    assert result["n_pass"] == 0 and result["all_pass"] is False
+    cell = result["datasets"]["chase"]["cells"]["skunet"]["f1"]
+    assert cell["delta"] == pytest.approx(-0.03)
+
+
+def test_missing_protocol_is_an_error():
+    with pytest.raises(ValueError, match="drive/unet.*'paper'"):
+        C.compare({"drive": {"unet": {"fov": {"f1": 0.8}}}}, REFERENCE, TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# missing cells
+
+
+def test_missing_cells_are_reported_not_passed():
+    reproduced = {"drive": {"unet": {"paper": {"f1": 0.8120, "accuracy": 0.9682}}}}
+    result = C.compare(reproduced, REFERENCE, TOL)
+    assert (result["n_cells"], result["n_pass"]) == (2, 2)
+    assert result["n_missing"] == 16  # drive/unet auc + 5 models x 3 metrics
+    assert result["all_pass"] is True  # every *compared* cell passes
+    auc = result["datasets"]["drive"]["cells"]["unet"]["auc"]
+    assert auc["missing"] == "reproduced" and auc["pass"] is None and auc["reproduced"] is None
+    chase = result["datasets"]["chase"]["cells"]["skunet"]["f1"]
+    assert chase["missing"] == "reproduced" and chase["published"] == 0.8171
+
+
+def test_unpublished_model_is_missing_published():
+    reproduced = _exact_copy()
+    reproduced["drive"]["unet_wide"] = _metrics(0.83, 0.97, 0.98)
+    result = C.compare(reproduced, REFERENCE, TOL)
+    cell = result["datasets"]["drive"]["cells"]["unet_wide"]["f1"]
+    assert cell["missing"] == "published" and cell["reproduced"] == 0.83
+    assert result["n_missing"] == 3 and result["n_cells"] == 18
+
+
+def test_nothing_compared_is_not_a_pass():
+    result = C.compare({}, REFERENCE, TOL)
+    assert result["n_cells"] == 0 and result["all_pass"] is False
+    assert result["n_missing"] == 18
+
+
+def test_only_metrics_with_tolerances_are_compared():
+    result = C.compare(_exact_copy(), REFERENCE, {"auc": 0.01})
+    assert result["n_cells"] == 6
+    assert set(result["datasets"]["drive"]["cells"]["skunet"]) == {"auc"}
+
+
+def test_bad_tolerances():
+    with pytest.raises(ValueError, match="'f1'"):
+        C.compare(_exact_copy(), REFERENCE, {"f1": -0.1})
+    with pytest.raises(ValueError, match="no tolerances"):
+        C.compare(_exact_copy(), REFERENCE, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# ranking
+
+
+def test_ranking_holds_on_published_values():
+    result = C.compare(_exact_copy(), REFERENCE, TOL)
+    for dataset in ("drive", "chase"):
+        ranking = result["datasets"][dataset]["ranking"]
+        assert ranking["holds"] is True
+        assert ranking["order"] == ["skunet", "unet_dropblock", "unet"]
+
+
+@pytest.mark.parametrize(
+    "f1s, holds",
+    [
+        ((0.80, 0.81, 0.82), True),
+        ((0.82, 0.81, 0.80), False),  # reversed
+        ((0.80, 0.82, 0.81), False),  # dropblock beats skunet
+        ((0.80, 0.80, 0.81), False),  # a tie is not "better"
+    ],
+)
+def test_ranking_true_false(f1s, holds):
+    unet, dropblock, skunet = f1s
+    reproduced = {
+        "drive": {
+            "unet": _metrics(unet, 0.96, 0.98),
+            "unet_dropblock": _metrics(dropblock, 0.96, 0.98),
+            "skunet": _metrics(skunet, 0.96, 0.98),
+        }
+    }
+    result = C.compare(reproduced, REFERENCE, TOL)
+    assert result["datasets"]["drive"]["ranking"]["holds"] is holds
+    assert result["datasets"]["chase"]["ranking"]["holds"] is None  # nothing reproduced
+
+
+def test_ranking_needs_all_three_models():
+    reproduced = _exact_copy()
+    del reproduced["drive"]["unet"]
+    result = C.compare(reproduced, REFERENCE, TOL)
+    assert result["datasets"]["drive"]["ranking"]["holds"] is None
+    assert result["datasets"]["chase"]["ranking"]["holds"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# flattened for DVC, and the table
+
+
+def _scalars_only(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_scalars_only(v) for v in obj.values())
+    return isinstance(obj, (int, float)) and not isinstance(obj, bool)
+
+
+def test_flatten_for_dvc_layout():
+    reproduced = _exact_copy()
+    reproduced["drive"]["skunet"]["paper"]["f1"] = 0.9  # fails
+    del reproduced["chase"]["unet"]
+    flat = C.flatten_for_dvc(C.compare(reproduced, REFERENCE, TOL))
+    assert _scalars_only(flat)
+    cell = flat["drive"]["skunet"]["f1"]
+    assert cell == {
+        "reproduced": 0.9, "published": 0.8291, "delta": pytest.approx(0.0709),
+        "tolerance": 0.02, "pass": 0,
+    }
+    assert flat["drive"]["unet"]["auc"]["pass"] == 1
+    assert flat["chase"]["unet"]["f1"] == {"published": 0.7927, "tolerance": 0.02, "missing": 1}
+    assert flat["drive"]["ranking_holds"] == 1
+    assert "ranking_holds" not in flat["chase"]
+    assert (flat["n_cells"], flat["n_pass"], flat["n_missing"], flat["all_pass"]) == (15, 14, 3, 0)
+    json.dumps(flat)
+
+
+def test_result_rows_same_from_full_and_flat():
+    reproduced = _exact_copy()
+    del reproduced["chase"]["unet"]
+    result = C.compare(reproduced, REFERENCE, TOL)
+    full = C.result_rows(result)
+    flat = C.result_rows(C.flatten_for_dvc(result))
+    assert full == flat
+    assert len(full) == 18
+
+
+def test_format_table_lines():
+    reproduced = _exact_copy()
+    reproduced["drive"]["skunet"]["paper"]["f1"] = 0.9
+    reproduced["drive"]["unet"]["paper"]["f1"] = 0.95  # breaks the ranking
+    del reproduced["chase"]["unet"]
+    table = C.format_table(C.compare(reproduced, REFERENCE, TOL))
+    lines = table.splitlines()
+    assert lines[0] == "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
+    assert "| drive | skunet | f1 | 0.9000 | 0.8291 | +0.0709 | 0.0200 | FAIL |" in lines
+    assert "| drive | unet | accuracy | 0.9682 | 0.9682 | +0.0000 | 0.0050 | pass |" in lines
+    assert "| chase | unet | f1 | - | 0.7927 | - | 0.0200 | missing reproduced |" in lines
+    assert any(l.startswith("- drive:") and "does NOT hold" in l for l in lines)
+    assert any(l.startswith("- chase:") and "not checked" in l for l in lines)
+    assert "13/15 compared cells within tolerance" in lines[-1] and "3 missing" in lines[-1]
+    assert C.format_table(C.flatten_for_dvc(C.compare(reproduced, REFERENCE, TOL)))
+
+
+# ---------------------------------------------------------------------------------------------
+# skunet check
+
+
+def _write_metrics(metrics_dir: Path, reproduced) -> None:
+    for dataset, models in reproduced.items():
+        for model, content in models.items():
+            path = metrics_dir / dataset / f"{model}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(content))
+
+
+def test_run_check_pass(tmp_path):
+    _write_metrics(tmp_path / "metrics", _exact_copy())
+    (tmp_path / "metrics" / "compare.json").write_text("{}")  # other files are ignored
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
+    assert code == 0
+    assert "18/18 compared cells within tolerance" in text and "FAIL" not in text
+
+
+def test_run_check_fail(tmp_path):
+    reproduced = _exact_copy()
+    reproduced["chase"]["skunet"]["paper"]["auc"] = 0.9909 + 0.0101
+    _write_metrics(tmp_path / "metrics", reproduced)
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
+    assert code == 1 and "FAIL" in text
+
+
+def test_run_check_partial_passes_but_lists_missing(tmp_path):
+    _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.81, 0.968, 0.98)}})
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
+    assert code == 0
+    assert "missing reproduced" in text and "15 missing" in text
+
+
+def test_run_check_fov_protocol(tmp_path):
+    _write_metrics(tmp_path / "metrics", _exact_copy())
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, protocol="fov")
+    assert code == 1 and "`fov`" in text
+
+
+def test_run_check_no_metrics(tmp_path):
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
+    assert code == 1
+    assert text.startswith("no metrics found") and "drive" in text and "unet.json" in text
+
+
+def test_run_check_malformed_metrics_file(tmp_path):
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="unet.json"):
+        C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)

@@ -1,0 +1,123 @@
+"""Archives and checksums: sources in order, checksum errors, unsafe and corrupt zips."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, fake_drive_zip, run_stage
+from skunet.data.sources import ArchiveFile, Source, archive_members, resolve, sha256sum, verify
+from skunet.errors import SkunetError
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sha256sum_matches_hashlib(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * (3 << 20) + b"tail")
+    assert sha256sum(f) == sha(f)
+
+
+def test_verify_rejects_wrong_checksum(tmp_path):
+    f = tmp_path / "DRIVE.zip"
+    f.write_bytes(b"not the archive")
+    with pytest.raises(SkunetError, match=r"DRIVE.zip: checksum mismatch"):
+        verify(f, "0" * 64)
+
+
+def test_first_verified_source_wins_and_mismatch_is_never_a_fallback(tmp_path, monkeypatch):
+    mirror, local = tmp_path / "mirror", tmp_path / "data" / "downloads"
+    mirror.mkdir()
+    local.mkdir(parents=True)
+    good = fake_drive_zip(local / "DRIVE.zip")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKUNET_DATA_MIRROR", str(mirror))
+    sources = [Source("mirror", (ArchiveFile("DRIVE.zip", sha(good)),)),
+               Source("local", (ArchiveFile("DRIVE.zip", sha(good)),))]
+
+    # the mirror lacks the archive: the local copy is used
+    [(path, _)] = resolve(sources, "help", allow_network=False)
+    assert path == Path("data/downloads/DRIVE.zip")
+
+    # the mirror holds a corrupt copy: an error, although a good local copy exists
+    (mirror / "DRIVE.zip").write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(SkunetError, match="checksum mismatch"):
+        resolve(sources, "help", allow_network=False)
+
+
+def test_no_source_names_where_to_get_the_archive(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SKUNET_DATA_MIRROR", raising=False)
+    sources = [Source("mirror", (ArchiveFile("DRIVE.zip", "0" * 64),))]
+    with pytest.raises(SkunetError, match="SKUNET_DATA_MIRROR is not set.*grand-challenge"):
+        resolve(sources, "DRIVE needs registration at https://drive.grand-challenge.org/", allow_network=False)
+
+
+@pytest.mark.parametrize("entry", ["../evil.txt", "/etc/evil.txt", "DRIVE/../../evil.txt", "C:/evil.txt"])
+def test_entry_escaping_the_folder_is_refused(tmp_path, entry):
+    archive = fake_drive_zip(tmp_path / "DRIVE.zip", extra={entry: b"x"})
+    with pytest.raises(SkunetError, match="would escape the extraction folder"):
+        list(archive_members(archive))
+
+
+def test_truncated_zip_is_a_clear_error(tmp_path):
+    archive = fake_drive_zip(tmp_path / "DRIVE.zip")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(SkunetError, match="corrupt or truncated zip"):
+        list(archive_members(archive))
+
+
+def test_flipped_byte_fails_the_crc(tmp_path):
+    archive = fake_drive_zip(tmp_path / "DRIVE.zip")
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("DRIVE/test/images/01_test.tif")
+    data = bytearray(archive.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF  # inside the stored data
+    archive.write_bytes(bytes(data))
+    with pytest.raises(SkunetError, match="corrupt or truncated zip"):
+        list(archive_members(archive))
+
+
+def _project(tmp_path: Path, mirror: Path) -> Path:
+    """A project folder with params.yaml whose DRIVE checksum is that of `mirror`/DRIVE.zip."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    digest = sha(mirror / "DRIVE.zip")
+    for source in params["download"]["drive"]["sources"][:2]:
+        source["files"][0]["sha256"] = digest
+    params["download"]["drive"]["sources"] = params["download"]["drive"]["sources"][:2]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    return project
+
+
+def test_download_stage_on_corrupt_mirror_leaves_no_output(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    fake_drive_zip(mirror / "DRIVE.zip")
+    project = _project(tmp_path, mirror)
+    ok = run_stage("download.py", "drive", cwd=project, env={"SKUNET_DATA_MIRROR": str(mirror)})
+    assert ok.returncode == 0, ok.stderr
+    assert len(list((project / "data/raw/drive/images").glob("*.png"))) == 40
+    shutil.rmtree(project / "data")
+
+    (mirror / "DRIVE.zip").write_bytes(b"garbage" + (mirror / "DRIVE.zip").read_bytes()[7:])
+    bad = run_stage("download.py", "drive", cwd=project, env={"SKUNET_DATA_MIRROR": str(mirror)})
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0, bad.stderr  # one line
+    assert "checksum mismatch" in bad.stderr and "DRIVE.zip" in bad.stderr
+    assert not (project / "data" / "raw" / "drive").exists()
+    assert not any((project / "data" / "raw").glob("*")) if (project / "data" / "raw").exists() else True
+
+
+def test_download_stage_rejects_unknown_dataset(tmp_path):
+    result = run_stage("download.py", "stare", cwd=ROOT)
+    assert result.returncode == 2
+    assert "unknown dataset 'stare' (allowed: drive, chase)" in result.stderr
