@@ -291,7 +291,9 @@ def test_format_table_lines():
     del reproduced["chase"]["unet"]
     table = C.format_table(C.compare(reproduced, REFERENCE, TOL))
     lines = table.splitlines()
-    assert lines[0] == "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
+    assert lines[0] == (
+        "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
+    )
     assert "| drive | skunet | f1 | 0.9000 | 0.8291 | +0.0709 | 0.0200 | FAIL |" in lines
     assert "| drive | unet | accuracy | 0.9682 | 0.9682 | +0.0000 | 0.0050 | pass |" in lines
     assert "| chase | unet | f1 | - | 0.7927 | - | 0.0200 | missing reproduced |" in lines

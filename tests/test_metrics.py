@@ -65,7 +65,8 @@ def test_confusion_counts_any_shape_and_dtype():
     y = np.array([[1, 0, 1], [0, 0, 1]], dtype=np.uint8)
     p = np.array([[True, True, False], [False, False, True]])
     assert M.confusion_counts(y, p) == {"tp": 2, "fp": 1, "fn": 1, "tn": 2}
-    assert M.confusion_counts(y.astype(float), p.astype(int)) == {"tp": 2, "fp": 1, "fn": 1, "tn": 2}
+    expected = {"tp": 2, "fp": 1, "fn": 1, "tn": 2}
+    assert M.confusion_counts(y.astype(float), p.astype(int)) == expected
 
 
 def test_confusion_counts_rejects_non_binary_and_shape_mismatch():

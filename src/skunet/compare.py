@@ -147,7 +147,9 @@ def _reproduced_metrics(
 
 def _cell(reproduced: Any, published: Any, tolerance: float, where: str) -> dict[str, Any]:
     if reproduced is not None and not _is_number(reproduced):
-        raise ComparisonInputError(f"{where}: reproduced value must be a number, got {reproduced!r}")
+        raise ComparisonInputError(
+            f"{where}: reproduced value must be a number, got {reproduced!r}"
+        )
     cell: dict[str, Any] = {
         "reproduced": None if reproduced is None else float(reproduced),
         "published": None if published is None else float(published),
@@ -176,7 +178,12 @@ def _ranking(cells: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, 
     if all(v is not None for v in values.values()):
         ordered = [values[m] for m in PAPER_RANKING]
         holds = all(a > b for a, b in zip(ordered, ordered[1:]))
-    return {"metric": RANKING_METRIC, "order": list(PAPER_RANKING), "values": values, "holds": holds}
+    return {
+        "metric": RANKING_METRIC,
+        "order": list(PAPER_RANKING),
+        "values": values,
+        "holds": holds,
+    }
 
 
 def compare(
@@ -360,7 +367,9 @@ def ranking_lines(result: Mapping[str, Any]) -> list[str]:
         shown = ""
         if all(values.get(m) is not None for m in PAPER_RANKING):
             shown = " (" + ", ".join(f"{m} {values[m]:.4f}" for m in PAPER_RANKING) + ")"
-        lines.append(f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict}{shown}")
+        lines.append(
+            f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict}{shown}"
+        )
     return lines
 
 
@@ -374,8 +383,11 @@ def summary_line(result: Mapping[str, Any]) -> str:
     """``N/M compared cells within tolerance; K missing``."""
     n_cells, n_pass, n_missing = (int(result[k]) for k in ("n_cells", "n_pass", "n_missing"))
     if n_cells == 0:
-        return f"no cell compared (reproduced and published values never overlap); {n_missing} missing"
-    verdict = "all within tolerance" if n_pass == n_cells else f"{n_cells - n_pass} outside tolerance"
+        return (
+            f"no cell compared (reproduced and published values never overlap); "
+            f"{n_missing} missing"
+        )
+    verdict = "all pass" if n_pass == n_cells else f"{n_cells - n_pass} FAIL"
     return f"{n_pass}/{n_cells} compared cells within tolerance ({verdict}); {n_missing} missing"
 
 

@@ -240,7 +240,7 @@ def pr_curve_points(y_true: Any, scores: Any, max_points: int = 200) -> dict[str
 
 
 def curve_rows(curve: dict[str, list[float]]) -> list[dict[str, float]]:
-    """A dict of equal-length lists as a list of row dicts (the layout DVC plots and pandas read)."""
+    """A dict of equal-length lists as a list of row dicts (the layout DVC plots read)."""
     keys = list(curve)
     return [dict(zip(keys, values)) for values in zip(*(curve[k] for k in keys))]
 

@@ -36,7 +36,7 @@ ERROR_COLOURS = {
     "false positive": (0.9, 0.1, 0.1),
     "false negative": (0.1, 0.35, 1.0),
     "true negative": (0.0, 0.0, 0.0),
-    "outside FOV": (0.3, 0.3, 0.3),
+    "outside FOV, no error": (0.3, 0.3, 0.3),
 }
 
 
@@ -58,14 +58,14 @@ def _atomic_write_text(path: Path | str, text: str) -> Path:
     return path
 
 
-def _save_figure(fig: plt.Figure, path: Path | str) -> Path:
+def _save_figure(fig: plt.Figure, path: Path | str, dpi: int = 120) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".") or "png"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp.{fmt}", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,7 +108,10 @@ def _provenance(context: Mapping[str, Any]) -> list[str]:
 def _figure_links(figures: Any, base: Path) -> list[str]:
     if not figures:
         return []
-    items = figures.items() if isinstance(figures, Mapping) else ((Path(f).stem, f) for f in figures)
+    if isinstance(figures, Mapping):
+        items = list(figures.items())
+    else:
+        items = [(Path(f).stem, f) for f in figures]
     lines = []
     for caption, target in items:
         rel = Path(os.path.relpath(Path(target), base)).as_posix()
@@ -206,9 +209,12 @@ def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
         ax.bar(x - 0.2, pub, 0.4, yerr=tol, capsize=2, color="0.65", label="published (± tol.)")
         colours = ["tab:red" if r["pass"] is False else "tab:blue" for r in cells]
         ax.bar(x + 0.2, rep, 0.4, color=colours, label="reproduced")
+        for xi, r in zip(x, cells):
+            if r["missing"] == "reproduced":
+                ax.text(xi + 0.2, low, " not run", rotation=90, ha="center", va="bottom", size=7)
         ax.set_xticks(x, [f"{r['model']}\n{r['metric']}" for r in cells], fontsize=7, rotation=45)
         ax.set_title(dataset)
-        ax.set_ylim(low, 1.0)
+        ax.set_ylim(low, 1.01)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("score")
     handles = [
@@ -216,12 +222,17 @@ def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
         Patch(color="tab:blue", label="reproduced, within tolerance"),
         Patch(color="tab:red", label="reproduced, outside tolerance"),
     ]
-    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=3)
+    protocol = single.get("protocol")
+    if isinstance(protocol, str):
+        fig.suptitle(f"reproduced (protocol {protocol}) vs published")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save_figure(fig, path)
 
 
-def plot_roc(curves: Mapping[str, Mapping[str, Sequence[float]]], dataset: str, path: Path | str) -> Path:
+def plot_roc(
+    curves: Mapping[str, Mapping[str, Sequence[float]]], dataset: str, path: Path | str
+) -> Path:
     """The models' ROC curves on one dataset.
 
     `curves` maps a model name to ``{"fpr": [...], "tpr": [...]}`` (as
@@ -255,7 +266,8 @@ def error_map(
 ) -> np.ndarray:
     """An RGB image (float, H x W x 3) of the prediction's errors, colours as ERROR_COLOURS.
 
-    TP white, FP red, FN blue, TN black, outside the FOV dark grey (when `fov` is given).
+    TP white, FP red, FN blue, TN black. With `fov`, correct background outside the FOV is dark
+    grey; errors outside the FOV keep their colour, since the ``paper`` protocol counts them.
     """
     pred = np.asarray(prob) > threshold
     truth = np.asarray(label).astype(bool)
@@ -264,7 +276,7 @@ def error_map(
     rgb[pred & ~truth] = ERROR_COLOURS["false positive"]
     rgb[~pred & truth] = ERROR_COLOURS["false negative"]
     if fov is not None:
-        rgb[~np.asarray(fov).astype(bool)] = ERROR_COLOURS["outside FOV"]
+        rgb[~np.asarray(fov).astype(bool) & ~pred & ~truth] = ERROR_COLOURS["outside FOV, no error"]
     return rgb
 
 
@@ -287,7 +299,8 @@ def plot_qualitative(
     if isinstance(predictions, np.ndarray):
         predictions = [("prediction", predictions)]
     n_rows = 1 + len(predictions)
-    fig, axes = plt.subplots(n_rows, 3, figsize=(9, 3 * n_rows), squeeze=False)
+    # 4 inches a panel at 150 dpi: 600 pixels, about native DRIVE resolution, so thin vessels show
+    fig, axes = plt.subplots(n_rows, 3, figsize=(12, 4 * n_rows), squeeze=False)
     image = np.asarray(image_rgb)
     if image.dtype != np.uint8 and image.size and image.max() > 1.0:
         image = np.clip(image / 255.0, 0.0, 1.0)
@@ -308,7 +321,7 @@ def plot_qualitative(
         row[2].set_title(f"{model}: errors", fontsize=9)
     for ax in axes.ravel():
         ax.axis("off")
-    shown = [k for k in ERROR_COLOURS if fov is not None or k != "outside FOV"]
+    shown = [k for k in ERROR_COLOURS if fov is not None or not k.startswith("outside")]
     fig.legend(
         handles=[Patch(facecolor=ERROR_COLOURS[k], edgecolor="0.5", label=k) for k in shown],
         loc="lower center",
@@ -317,4 +330,4 @@ def plot_qualitative(
     )
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    return _save_figure(fig, path)
+    return _save_figure(fig, path, dpi=150)

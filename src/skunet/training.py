@@ -202,6 +202,12 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), world)
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
 def pick_device() -> torch.device:
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -376,7 +382,7 @@ def train(
             "data_md5": dvc_data_md5(dataset),
             "data_fingerprint": data.fingerprint,
             "torch_version": torch.__version__,
-            "device": str(device),
+            "device": device_name(device),
             "world_size": ddp.world,
             "state_dict": best["state"],
         }
@@ -407,3 +413,18 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
+
+
+def run_context(profile: str, models_dir: Path) -> dict[str, str]:
+    """Where a set of results comes from: profile, devices and torch versions of the checkpoints."""
+    devices, versions = set(), set()
+    for path in sorted(models_dir.glob("*/*.pt")):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        devices.add(str(payload.get("device", "unknown")))
+        versions.add(str(payload.get("torch_version", "unknown")))
+    return {
+        "run": f"dvc repro, {profile} profile",
+        "profile": profile,
+        "device": ", ".join(sorted(devices)) or "unknown",
+        "torch": ", ".join(sorted(versions)) or "unknown",
+    }

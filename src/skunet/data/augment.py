@@ -200,9 +200,10 @@ def _build_entry(
         args.update(height=side, width=side)
         resize_back = entry.get("resize_back")
         if not isinstance(resize_back, Mapping):
-            raise AugmentSpecError(f"{where}: crop_fraction needs resize_back: {{interpolation, mask_interpolation}}")
+            raise AugmentSpecError(f"{where}: crop_fraction needs resize_back: {{Resize arguments}}")
+        resize_args = {"height": size, "width": size, **resize_back}
         transforms.append(_make(cls, args, where))
-        transforms.append(_make(A.Resize, {"height": size, "width": size, **resize_back}, f"{where} resize_back"))
+        transforms.append(_make(A.Resize, resize_args, f"{where} resize_back"))
     elif "resize_back" in entry:
         raise AugmentSpecError(f"{where}: resize_back is only for entries with crop_fraction")
     else:
@@ -213,7 +214,9 @@ def _build_entry(
 def _transform_class(type_name: Any, where: str) -> type:
     cls = getattr(A, type_name, None) if isinstance(type_name, str) else None
     if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
-        raise AugmentSpecError(f"{where}: unknown type {type_name!r} (an albumentations {A.__version__} transform class)")
+        raise AugmentSpecError(
+            f"{where}: unknown type {type_name!r} (not an albumentations {A.__version__} transform)"
+        )
     return cls
 
 
@@ -259,17 +262,23 @@ def _one_line(err: BaseException) -> str:
 
 
 def _check_arrays(
-    images: np.ndarray, labels: np.ndarray, n_pipelines: int, out_images: np.ndarray, out_labels: np.ndarray
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_pipelines: int,
+    out_images: np.ndarray,
+    out_labels: np.ndarray,
 ) -> None:
-    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
+    square_rgb = images.ndim == 4 and images.shape[3] == 3 and images.shape[1] == images.shape[2]
+    if not square_rgb or images.dtype != np.uint8:
         raise ValueError(f"augment: images must be (N, S, S, 3) uint8, got {images.shape} {images.dtype}")
     n, size = images.shape[:2]
-    if labels.shape != (n, size, size) or labels.dtype != np.uint8:
-        raise ValueError(f"augment: labels must be ({n}, {size}, {size}) uint8, got {labels.shape} {labels.dtype}")
     rows = n * (1 + n_pipelines)
-    if out_images.shape != (rows, size, size, 3) or out_images.dtype != np.uint8:
-        raise ValueError(f"augment: out_images must be ({rows}, {size}, {size}, 3) uint8, got {out_images.shape}")
-    if out_labels.shape != (rows, size, size) or out_labels.dtype != np.uint8:
-        raise ValueError(f"augment: out_labels must be ({rows}, {size}, {size}) uint8, got {out_labels.shape}")
+    for what, array, shape in (
+        ("labels", labels, (n, size, size)),
+        ("out_images", out_images, (rows, size, size, 3)),
+        ("out_labels", out_labels, (rows, size, size)),
+    ):
+        if array.shape != shape or array.dtype != np.uint8:
+            raise ValueError(f"augment: {what} must be {shape} uint8, got {array.shape} {array.dtype}")
     if n and int(labels.max()) > 1:
         raise ValueError("augment: labels must be binary {0, 1}")

@@ -1,0 +1,152 @@
+"""skunet.report: files are written, non-empty, and say where the numbers come from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skunet import compare as C
+from skunet import metrics as M
+from skunet import report as R
+
+TOL = {"f1": 0.02, "accuracy": 0.005, "auc": 0.01}
+REFERENCE = {
+    "drive": {
+        "unet": {"f1": 0.8120, "accuracy": 0.9682, "auc": 0.9813},
+        "unet_dropblock": {"f1": 0.8174, "accuracy": 0.9687, "auc": 0.9851},
+        "skunet": {"f1": 0.8291, "accuracy": 0.9699, "auc": 0.9874},
+    },
+    "chase": {
+        "unet": {"f1": 0.7927, "accuracy": 0.9736, "auc": 0.9870},
+        "unet_dropblock": {"f1": 0.7930, "accuracy": 0.9739, "auc": 0.9902},
+        "skunet": {"f1": 0.8171, "accuracy": 0.9768, "auc": 0.9909},
+    },
+}
+SMOKE = {"run": "exp-abc123", "profile": "smoke", "device": "CPU (2 cores)", "date": "2024-01-01"}
+PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100"}
+
+
+def _results():
+    reproduced = {
+        d: {
+            m: {
+                "paper": {k: v - 0.004 for k, v in vals.items()},
+                "fov": {k: v - 0.03 for k, v in vals.items()},
+            }
+            for m, vals in models.items()
+        }
+        for d, models in REFERENCE.items()
+    }
+    del reproduced["chase"]["unet"]
+    return {p: C.compare(reproduced, REFERENCE, TOL, protocol=p) for p in ("paper", "fov")}
+
+
+def _assert_png(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as im:
+        assert im.size[0] > 100 and im.size[1] > 100
+    assert not list(path.parent.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_write_markdown_report_both_protocols(tmp_path):
+    results = _results()
+    plots = tmp_path / "plots"
+    figures = {"bars": plots / "bars.png", "ROC, DRIVE": plots / "roc.png"}
+    path = R.write_markdown_report(
+        results, tmp_path / "reports" / "report.md", {**PAPER, "figures": figures}
+    )
+    text = path.read_text()
+    assert "exp-def456" in text and "`paper`" in text and "NVIDIA H100" in text
+    assert "No paper-profile run" not in text
+    assert text.index("Protocol `paper`") < text.index("Protocol `fov`")
+    assert "| drive | skunet | f1 | 0.8251 | 0.8291 | -0.0040 | 0.0200 | pass |" in text
+    assert "missing reproduced" in text
+    assert "ranking (skunet > unet_dropblock > unet) holds" in text
+    assert "![bars](../plots/bars.png)" in text
+    assert not list(path.parent.glob(".*tmp"))
+
+
+def test_write_markdown_report_single_result_smoke(tmp_path):
+    path = R.write_markdown_report(_results()["paper"], tmp_path / "report.md", SMOKE)
+    text = path.read_text()
+    assert "No paper-profile run exists yet" in text and "`smoke`" in text
+    assert "Protocol `fov`" not in text
+
+
+def test_plot_bars(tmp_path):
+    results = _results()
+    _assert_png(R.plot_bars(results["paper"], tmp_path / "bars.png"))
+    _assert_png(R.plot_bars(C.flatten_for_dvc(results["fov"]), tmp_path / "bars_flat.png"))
+    _assert_png(R.plot_bars(results, tmp_path / "bars_both.png"))
+
+
+def test_plot_roc(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.random(4000) < 0.15
+    curves = {}
+    for i, model in enumerate(("unet", "unet_dropblock", "skunet")):
+        s = np.clip(rng.normal(0.3 + (0.3 + 0.05 * i) * y, 0.2), 0, 1)
+        curves[model] = M.roc_curve_points(y, s)
+    curves["skunet"]["auc"] = 0.99
+    _assert_png(R.plot_roc(curves, "drive", tmp_path / "roc.png"))
+    R.plot_roc(curves, "drive", tmp_path / "roc.svg")
+    assert "<svg" in (tmp_path / "roc.svg").read_text()
+
+
+def test_error_map_colours():
+    prob = np.array([[0.9, 0.9, 0.1, 0.1]])
+    label = np.array([[1, 0, 1, 0]])
+    fov = np.array([[1, 1, 1, 0]])
+    rgb = R.error_map(prob, label, fov)
+    assert tuple(rgb[0, 0]) == R.ERROR_COLOURS["true positive"]
+    assert tuple(rgb[0, 1]) == R.ERROR_COLOURS["false positive"]
+    assert tuple(rgb[0, 2]) == R.ERROR_COLOURS["false negative"]
+    assert tuple(rgb[0, 3]) == R.ERROR_COLOURS["outside FOV, no error"]
+    assert tuple(R.error_map(prob, label)[0, 3]) == R.ERROR_COLOURS["true negative"]
+    # an error outside the FOV keeps its colour: the `paper` protocol counts it
+    outside = R.error_map(prob, label, np.zeros_like(fov))
+    assert tuple(outside[0, 1]) == R.ERROR_COLOURS["false positive"]
+
+
+def test_plot_qualitative(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 60, 3), dtype=np.uint8)
+    label = rng.random((64, 60)) < 0.1
+    fov = np.zeros((64, 60), dtype=bool)
+    fov[5:-5, 5:-5] = True
+    preds = [(m, rng.random((64, 60))) for m in ("unet", "unet_dropblock", "skunet")]
+    _assert_png(R.plot_qualitative(image, preds, label, fov, tmp_path / "q.png", "DRIVE 01"))
+    grey, one = image[..., 0], preds[0][1]
+    _assert_png(R.plot_qualitative(grey, one, label, None, tmp_path / "q1.png", "grey, one model"))
+
+
+def test_readme_results_section_says_when_no_paper_run():
+    flat = {p: C.flatten_for_dvc(r) for p, r in _results().items()}
+    text = R.readme_results_section(flat, SMOKE)
+    assert text.startswith("## Results")
+    assert "No paper-profile run exists yet" in text
+    assert "exp-abc123" in text and "CPU (2 cores)" in text and "`smoke`" in text
+    assert "metrics/compare.json" in text
+    assert "| drive | skunet | f1 | 0.8251 | 0.8291 | -0.0040 | 0.0200 | pass |" in text
+    assert "Protocol `fov`" in text
+
+
+def test_readme_results_section_paper_run():
+    text = R.readme_results_section(C.flatten_for_dvc(_results()["paper"]), PAPER)
+    assert "No paper-profile run" not in text
+    assert "exp-def456" in text and "NVIDIA H100" in text and "`paper`" in text
+
+
+def test_readme_results_section_no_metrics():
+    empty = C.flatten_for_dvc(C.compare({}, {}, TOL))
+    text = R.readme_results_section(empty, {})
+    assert "No metrics yet" in text and "No paper-profile run exists yet" in text
+
+
+@pytest.mark.parametrize("name", ["report.md"])
+def test_report_overwrites_in_place(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("old")
+    R.write_markdown_report(_results(), path, PAPER)
+    assert path.read_text() != "old"
