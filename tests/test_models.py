@@ -23,6 +23,15 @@ SMALL = dict(base_width=4, depth=4)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, which spin badly on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_model(name: str, **overrides) -> torch.nn.Module:
     return build_model(ModelConfig(name=name, **{**SMALL, **overrides}))
 
@@ -119,7 +128,8 @@ def test_gradients_reach_every_parameter(name: str) -> None:
 
 
 def vessel_sample(size: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A synthetic fundus patch: dark curved 'vessels' of width ~2 on a noisy bright background."""
+    """A synthetic patch: two bright curved 'vessels' ~2 px wide (14% of pixels) on a noisy
+    dark background, as vessels look in an inverted green channel."""
     g = torch.Generator().manual_seed(7)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     curves = (
@@ -127,7 +137,7 @@ def vessel_sample(size: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
         (xx - (size / 3 + size / 6 * torch.cos(yy / 4.0))).abs() < 1.0,
     )
     label = (curves[0] | curves[1]).float()
-    image = 0.6 + 0.2 * torch.rand(3, size, size, generator=g) - 0.35 * label
+    image = 0.1 + 0.2 * torch.rand(3, size, size, generator=g) + 0.6 * label
     if flip:
         image, label = image.flip(-1), label.flip(-1)
     return image, label[None]
@@ -143,16 +153,19 @@ def test_overfits_one_synthetic_sample(name: str) -> None:
     pairs = [vessel_sample(32, flip) for flip in (False, True)]
     x = torch.stack([p[0] for p in pairs])
     y = torch.stack([p[1] for p in pairs])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     losses = []
-    for _ in range(40):
+    # 80 steps: the plain U-Net (no BatchNorm, PyTorch's default init) is the slowest to start;
+    # over torch seeds 0-5 it ended at 7-21% of its start, the BatchNorm models lower still
+    for _ in range(80):
         optimizer.zero_grad()
         loss = F.binary_cross_entropy_with_logits(model(x), y)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    # predicting the vessel fraction everywhere would leave ~60% of the start; 30% needs the lines
-    assert losses[-1] < 0.3 * losses[0], losses
+    # predicting the vessel fraction everywhere would stop at ~58% of the start (ln 2);
+    # under 30% needs the lines
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,7 +202,8 @@ def test_model_config_accepts_lists_for_pairs() -> None:
 
 
 def test_keep_prob_one_is_allowed() -> None:
-    assert isinstance(build_model(ModelConfig(name="unet_dropblock", keep_prob=1.0)), torch.nn.Module)
+    model = build_model(ModelConfig(name="unet_dropblock", keep_prob=1.0, **SMALL))
+    assert isinstance(model, torch.nn.Module)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,8 +267,9 @@ def test_dropblock_is_identity_in_eval_and_at_keep_prob_one() -> None:
 
 
 def expected_dropped_fraction(gamma: float, size: int, block: int) -> float:
-    """Exact E[dropped fraction] of a size x size map: pixel (i, j) lies under c(i) * c(j) possible
-    seeds, each firing independently with rate gamma, so it is kept with (1 - gamma)**(c(i) c(j))."""
+    """Exact E[dropped fraction] of a size x size map: pixel (i, j) lies under c(i) * c(j)
+    possible seeds, each firing independently with rate gamma, so it is kept with probability
+    (1 - gamma)**(c(i) * c(j))."""
     i = torch.arange(size)
     c = (i.clamp(max=size - block) - (i - block + 1).clamp(min=0) + 1).double()
     return 1.0 - ((1.0 - gamma) ** (c[:, None] * c[None, :])).mean().item()
@@ -270,7 +285,8 @@ def test_dropblock_drops_about_one_minus_keep_prob() -> None:
     # in 16,384), so the mean of 256 has sd ~0.0011: a tolerance of 0.004 is ~3.5 sd.
     tolerance = 0.004
     right = expected_dropped_fraction(seed_rate(keep_prob, block, size, size), size, block)
-    wrong = expected_dropped_fraction((1 - keep_prob) / block**2, size, block)  # no valid-region term
+    # the same without the valid-region term of Eq. 1
+    wrong = expected_dropped_fraction((1 - keep_prob) / block**2, size, block)
     assert abs(right - wrong) > 2 * tolerance  # so a gamma without the correction would fail
     assert abs(dropped - right) < tolerance, (dropped, right, wrong)
     # Eq. 1 counts overlapping blocks twice, so the realised rate is a little under 1 - keep_prob

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,7 @@ from PIL import Image
 from skunet import compare as C
 from skunet import metrics as M
 from skunet import report as R
+from skunet.errors import SkunetError
 
 TOL = {"f1": 0.02, "accuracy": 0.005, "auc": 0.01}
 REFERENCE = {
@@ -150,3 +153,24 @@ def test_report_overwrites_in_place(tmp_path, name):
     path.write_text("old")
     R.write_markdown_report(_results(), path, PAPER)
     assert path.read_text() != "old"
+
+
+def test_results_section_from_files_reads_compare_json(tmp_path):
+    # the layout stages/compare.py writes: the run context beside one flattened result per protocol
+    run = {"run": "dvc repro, smoke profile", "profile": "smoke", "device": "cpu", "torch": "2.13"}
+    data = {"run": run, **{p: C.flatten_for_dvc(r) for p, r in _results().items()}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "compare.json").write_text(json.dumps(data))
+    text = R.results_section_from_files(tmp_path)
+    assert "No paper-profile run exists yet" in text and "torch 2.13" in text
+    assert "Protocol `paper`" in text and "Protocol `fov`" in text and "Protocol `run`" not in text
+    assert R.readme_results_section(data, run) == text
+
+
+def test_results_section_from_files_missing(tmp_path):
+    with pytest.raises(SkunetError, match="compare.json not found"):
+        R.results_section_from_files(tmp_path)
+
+
+def test_plot_roc_without_curves(tmp_path):
+    _assert_png(R.plot_roc({}, "chase", tmp_path / "roc_empty.png"))

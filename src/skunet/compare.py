@@ -27,8 +27,9 @@ RANKING_METRIC = "f1"
 # Deltas are differences of decimals that binary floats cannot hold exactly
 # (0.8491 - 0.8291 = 0.020000000000000018): a delta equal to the tolerance on paper must pass.
 SLACK = 1e-12
-# Top-level keys of a reference file that are context, not compared.
-CONTEXT_KEYS = ("others",)
+# Top-level keys of a reference file that are not {dataset: {model: {metric: value}}}: the other
+# methods of the paper's Tables 5/6 (context only) and a baseline's own tolerances.
+CONTEXT_KEYS = ("others", "tolerances")
 
 
 class ComparisonInputError(SkunetError, ValueError):
@@ -46,8 +47,8 @@ def _is_number(value: Any) -> bool:
 def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
     """Published (or baseline) values: ``{dataset: {model: {metric: value}}}``.
 
-    Reads ``published/paper.yaml`` or any YAML/JSON file of the same layout. The top-level
-    ``others`` key (other methods, context only) is skipped.
+    Reads ``published/paper.yaml`` or any YAML/JSON file of the same layout (a baseline). The
+    top-level keys ``others`` (other methods, context only) and ``tolerances`` are skipped.
 
     Raises
     ------
@@ -55,11 +56,7 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
         With one line naming the file and the offending key when the layout is wrong.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ComparisonInputError(f"{path}: cannot read the reference file ({reason})") from None
+    data = _read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise ComparisonInputError(
             f"{path}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
@@ -82,6 +79,36 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
                     )
             reference[str(dataset)][str(model)] = {str(k): float(v) for k, v in metrics.items()}
     return reference
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ComparisonInputError(f"{path}: cannot read the reference file ({reason})") from None
+
+
+def load_baseline(path: Path | str) -> dict[str, Any]:
+    """A baseline file: reference values plus the tolerances to hold them to.
+
+    Layout: that of :func:`load_reference`, plus a top-level ``tolerances: {metric: value}``
+    (a baseline from a smoke run needs wider tolerances than the paper's). Returns
+    ``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value}}``.
+    """
+    path = Path(path)
+    reference = load_reference(path)
+    tolerances = _read_yaml(path).get("tolerances")
+    if not isinstance(tolerances, dict) or not tolerances:
+        raise ComparisonInputError(
+            f"{path}: key 'tolerances' must map metric names to non-negative numbers"
+        )
+    for metric, tol in tolerances.items():
+        if not _is_number(tol) or tol < 0:
+            raise ComparisonInputError(
+                f"{path}: key 'tolerances.{metric}' must be a non-negative number, got {tol!r}"
+            )
+    return {"reference": reference, "tolerances": {str(k): float(v) for k, v in tolerances.items()}}
 
 
 def load_reproduced(

@@ -6,14 +6,15 @@ target folder and moved into place, so an interrupted run never leaves half a re
 
 ``context`` (used by the Markdown writers) says where the numbers come from; keys, all optional:
 ``run`` (a run or experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...),
-``device`` (e.g. "NVIDIA H100"), ``date``, ``source`` (the compare JSON's path, default
-``metrics/compare.json``) and ``figures`` (``{caption: path}`` or a list of paths).
+``device`` (e.g. "NVIDIA H100"), ``torch`` (its version), ``date``, ``source`` (the compare
+JSON's path, default ``metrics/compare.json``) and ``figures`` (``{caption: path}`` or a list of
+paths). :func:`skunet.training.run_context` gives the first four.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,7 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from skunet.atomic import atomic_file  # noqa: E402
 from skunet.compare import format_table, result_rows  # noqa: E402
+from skunet.errors import SkunetError  # noqa: E402
+
+COMPARE_JSON = Path("metrics") / "compare.json"
 
 PROTOCOL_TITLES = {
     "paper": "Protocol `paper` (whole image, no FOV mask: the protocol the published numbers fit)",
@@ -44,32 +49,19 @@ ERROR_COLOURS = {
 # Writing files atomically
 
 
-def _atomic_write_text(path: Path | str, text: str) -> Path:
+def _write_text(path: Path | str, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
 def _save_figure(fig: plt.Figure, path: Path | str, dpi: int = 120) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".") or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp.{fmt}", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path) as tmp:
+            # the temporary name has no image suffix: name the format
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
@@ -80,11 +72,14 @@ def _save_figure(fig: plt.Figure, path: Path | str, dpi: int = 120) -> Path:
 
 
 def _by_protocol(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """One comparison (full or flattened) or ``{protocol: comparison}`` as the latter."""
+    """One comparison (full or flattened) or ``{protocol: comparison, ...}`` as the latter.
+
+    Entries that are not comparisons (e.g. the ``run`` context kept in compare.json) are skipped.
+    """
     if "n_cells" in results:
         protocol = results.get("protocol")
         return {protocol if isinstance(protocol, str) else "paper": results}
-    return dict(results)
+    return {k: v for k, v in results.items() if isinstance(v, Mapping) and "n_cells" in v}
 
 
 def _provenance(context: Mapping[str, Any]) -> list[str]:
@@ -92,6 +87,8 @@ def _provenance(context: Mapping[str, Any]) -> list[str]:
     profile = context.get("profile", "unknown")
     device = context.get("device", "unknown device")
     line = f"Metrics from run `{run}`, profile `{profile}`, on {device}"
+    if context.get("torch"):
+        line += f", torch {context['torch']}"
     if context.get("date"):
         line += f", {context['date']}"
     lines = [line + "."]
@@ -151,7 +148,7 @@ def write_markdown_report(
     figures = _figure_links(context.get("figures"), path.parent)
     if figures:
         lines += ["## Figures", ""] + figures + [""]
-    return _atomic_write_text(path, "\n".join(lines))
+    return _write_text(path, "\n".join(lines))
 
 
 def readme_results_section(compare_json: Mapping[str, Any], context: Mapping[str, Any]) -> str:
@@ -179,6 +176,25 @@ def readme_results_section(compare_json: Mapping[str, Any], context: Mapping[str
     ]
     lines += _tables(compare_json, "###")
     return "\n".join(lines)
+
+
+def results_section_from_files(root: Path | str) -> str:
+    """:func:`readme_results_section` from ``root/metrics/compare.json`` (``skunet readme``).
+
+    compare.json holds ``{"run": context, "paper": flattened, "fov": flattened}``; its ``run``
+    entry is the context. Raises SkunetError when the file is missing or unreadable.
+    """
+    path = Path(root) / COMPARE_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SkunetError(f"{path} not found: run `dvc repro` (or `skunet smoke`) first") from None
+    except (OSError, ValueError) as err:
+        raise SkunetError(f"{path}: not readable as JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise SkunetError(f"{path}: expected an object {{protocol: comparison, run: context}}")
+    context = data.get("run") if isinstance(data.get("run"), dict) else {}
+    return readme_results_section(data, {"source": COMPARE_JSON.as_posix(), **context})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +257,8 @@ def plot_roc(
     (thinned) points, marked with "~".
     """
     fig, ax = plt.subplots(figsize=(5, 5))
+    if not curves:
+        ax.text(0.5, 0.5, "no predictions yet", ha="center", va="center", color="0.4")
     for model, curve in curves.items():
         fpr = np.asarray(curve["fpr"], dtype=float)
         tpr = np.asarray(curve["tpr"], dtype=float)
@@ -256,7 +274,8 @@ def plot_roc(
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC, {dataset}")
-    ax.legend(loc="lower right", fontsize=8)
+    if curves:
+        ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return _save_figure(fig, path)
 

@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -220,10 +220,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31)
 
 
-def batches(n_rows: int, batch_size: int, epoch_rng: torch.Generator) -> Iterator[np.ndarray]:
+def batches(n_rows: int, batch_size: int, epoch_rng: torch.Generator) -> list[np.ndarray]:
+    """One epoch's shuffled batches. A last batch of one row joins the one before: BatchNorm
+    (in the SK attention above all) cannot train on a single sample."""
     perm = torch.randperm(n_rows, generator=epoch_rng).numpy()
-    for start in range(0, n_rows, batch_size):
-        yield perm[start : start + batch_size]
+    chunks = [perm[start : start + batch_size] for start in range(0, n_rows, batch_size)]
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [np.concatenate(chunks[-2:])]
+    return chunks
 
 
 @torch.no_grad()
@@ -325,13 +329,13 @@ def train(
         rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
         net.train()
         total, seen = torch.zeros((), device=device), 0
-        steps = list(batches(len(data.train_idx), cfg.batch_size, rng))
+        steps = batches(len(data.train_idx), cfg.batch_size, rng)
         bar = tqdm(steps, desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}",
                    disable=not ddp.main, leave=False)
         for step in bar:
             rows = data.train_idx[step][ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
-            if len(rows) == 0:  # a short last batch may leave a rank without rows
-                rows = data.train_idx[step][:1]
+            if len(rows) < 2:  # a short last batch may leave a rank with too few rows
+                rows = data.train_idx[step][:2]
             x, y = source.batch(rows)
             loss = forward_loss(net, x, y, fast)
             optimizer.zero_grad(set_to_none=True)
@@ -369,7 +373,8 @@ def train(
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
             return {"stopped_after": epoch}
 
-    summary = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs": cfg.epochs}
+    summary = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs": cfg.epochs,
+               "model": model}
     if ddp.main:
         payload = {
             "model": mcfg.name,
@@ -381,7 +386,7 @@ def train(
             "best_val_loss": best["val_loss"],
             "data_md5": dvc_data_md5(dataset),
             "data_fingerprint": data.fingerprint,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "device": device_name(device),
             "world_size": ddp.world,
             "state_dict": best["state"],

@@ -58,8 +58,9 @@ def build_augmentations(spec: Sequence[Mapping[str, Any]], size: int) -> list[tu
         AugmentSpecError (a ValueError): one line naming the entry and the bad key, e.g.
         "params.yaml augment.transforms[4] (elastic): unknown argument 'alpah' for ElasticTransform".
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise AugmentSpecError(f"augment: the input size must be a positive integer, got {size!r}")
+    size = int(size)
     if isinstance(spec, (str, bytes, Mapping)) or not isinstance(spec, Sequence) or not spec:
         raise AugmentSpecError("params.yaml augment.transforms: must be a non-empty list of entries")
 

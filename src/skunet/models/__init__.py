@@ -1,4 +1,4 @@
-"""The networks compared by Hwang et al. 2021 and the one way to build them: `build_model(ModelConfig)`.
+"""The networks compared by Hwang et al. 2021 and `build_model`, the one way to build them.
 
 Every network maps (N, in_channels, H, W) images in [0, 1] to logits (N, 1, H, W) for any H, W;
 apply a sigmoid for the paper's probabilities (training uses BCE-with-logits for bf16 stability).
@@ -74,16 +74,21 @@ class ModelConfig:
         keep_prob = self.keep_prob
         if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)) \
                 or not 0.0 < keep_prob <= 1.0:
-            raise ValueError(f"ModelConfig.keep_prob: must be a number in (0, 1], got {keep_prob!r}")
+            raise ValueError(f"ModelConfig.keep_prob: must be in (0, 1], got {keep_prob!r}")
         for field in ("sk_kernels", "sk_dilations"):
             pair = getattr(self, field)
             if not isinstance(pair, tuple) or len(pair) != 2:
-                raise ValueError(f"ModelConfig.{field}: must be a pair of positive integers, got {pair!r}")
+                raise ValueError(
+                    f"ModelConfig.{field}: must be a pair of positive integers, got {pair!r}"
+                )
             for value in pair:
                 _check_positive_int(field, value)
-        for field, sizes in (("sk_first_kernel", (self.sk_first_kernel,)), ("sk_kernels", self.sk_kernels)):
-            if any(size % 2 == 0 for size in sizes):
-                raise ValueError(f"ModelConfig.{field}: kernel sizes must be odd for 'same' padding, got {getattr(self, field)!r}")
+        if self.sk_first_kernel % 2 == 0:
+            raise ValueError(f"ModelConfig.sk_first_kernel: must be odd for 'same' padding, "
+                             f"got {self.sk_first_kernel}")
+        if any(kernel % 2 == 0 for kernel in self.sk_kernels):
+            raise ValueError(f"ModelConfig.sk_kernels: must be odd for 'same' padding, "
+                             f"got {self.sk_kernels}")
 
 
 def _check_positive_int(field: str, value: object) -> None:
@@ -92,7 +97,9 @@ def _check_positive_int(field: str, value: object) -> None:
 
 
 def build_model(cfg: ModelConfig) -> torch.nn.Module:
-    """Build the network `cfg.name` ("unet", "unet_dropblock" or "skunet"); raise ValueError on a bad field.
+    """Build the network `cfg.name`: "unet", "unet_dropblock" or "skunet".
+
+    Raises ValueError naming the field when `cfg` is out of range (see `ModelConfig.validate`).
 
     The network returns logits (N, 1, H, W); training uses BCE-with-logits for bf16 stability.
     """
@@ -102,7 +109,9 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
     if cfg.name == "unet":
         return UNet(cfg.in_channels, cfg.base_width, cfg.depth)
     if cfg.name == "unet_dropblock":
-        return UNetDropBlock(cfg.in_channels, cfg.base_width, cfg.depth, cfg.block_size, cfg.keep_prob)
+        return UNetDropBlock(
+            cfg.in_channels, cfg.base_width, cfg.depth, cfg.block_size, cfg.keep_prob
+        )
     return SKUNet(
         cfg.in_channels,
         cfg.base_width,

@@ -29,7 +29,8 @@ class ConvReLU(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=_same_padding(kernel_size))
+        padding = _same_padding(kernel_size)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
         self.act = nn.ReLU(inplace=True)
 
 
@@ -78,7 +79,7 @@ class UNetConvBlock(nn.Sequential):
 
 
 class DropBlockConvBlock(nn.Sequential):
-    """One U-Net+DropBlock level: two `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (paper Fig. 4 right)."""
+    """One U-Net+DropBlock level: two `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (paper Fig. 4)."""
 
     def __init__(
         self, in_channels: int, out_channels: int, block_size: int = 7, keep_prob: float = 0.85

@@ -23,7 +23,7 @@ __all__ = ["DropBlock2d", "seed_rate", "expand_seeds"]
 def seed_rate(keep_prob: float, block_size: int, height: int, width: int) -> float:
     """Bernoulli rate gamma of block seeds, Ghiasi et al. Eq. (1).
 
-    gamma = (1 - keep_prob) / block_size**2 * (H * W) / ((H - block_size + 1) * (W - block_size + 1))
+    gamma = (1 - keep_prob) / block_size**2 * H * W / ((H - block_size + 1) * (W - block_size + 1))
 
     The second factor corrects for seeds being drawn only in the valid region, where a whole block
     fits, so that on average a fraction 1 - keep_prob of the map falls under some block (counting
@@ -47,7 +47,10 @@ def expand_seeds(seeds: Tensor, block_size: int) -> Tensor:
     blocks with seeds restricted to the centres that leave the block inside the map.
     """
     pad = block_size - 1
-    return F.max_pool2d(F.pad(seeds, (pad, pad, pad, pad)), kernel_size=block_size, stride=1)
+    padded = F.pad(seeds, (pad, pad, pad, pad))
+    # a square max is a row max of column maxes: 2k comparisons per pixel instead of k*k
+    rows = F.max_pool2d(padded, kernel_size=(1, block_size), stride=1)
+    return F.max_pool2d(rows, kernel_size=(block_size, 1), stride=1)
 
 
 class DropBlock2d(nn.Module):

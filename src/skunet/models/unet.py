@@ -13,6 +13,8 @@ Departures from the paper:
 - inputs of any size are zero-padded (bottom and right) to a multiple of 2**(depth - 1) and the
   output is cropped back; the paper's inputs (592, 1008) need no padding at depth 4.
 - base width 16 and depth 4 are not stated (lost); they follow SA-UNet / SD-Unet (PAPER.md).
+- weights are He-normal initialised (Ronneberger et al. Sec. 3: Gaussian, std sqrt(2/N); Keras
+  lineage: he_normal), not PyTorch's default, under which a U-Net without BatchNorm barely trains.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ LevelBlock = Callable[[int, int], nn.Module]
 """Builds the block of one level from (in_channels, out_channels)."""
 
 
+def _he_init(module: nn.Module) -> None:
+    """He-normal weights (fan in, ReLU gain) and zero biases for every convolution."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class UNetSkeleton(nn.Module):
     """U-Net encoder-decoder with a pluggable level block; returns logits (N, 1, H, W).
 
@@ -42,7 +52,9 @@ class UNetSkeleton(nn.Module):
         depth: number of levels; there are depth - 1 poolings and as many up-convolutions.
     """
 
-    def __init__(self, level_block: LevelBlock, in_channels: int, base_width: int, depth: int) -> None:
+    def __init__(
+        self, level_block: LevelBlock, in_channels: int, base_width: int, depth: int
+    ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
@@ -57,11 +69,13 @@ class UNetSkeleton(nn.Module):
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         # decoder[i] and up[i] produce level i (fine to coarse order, like the encoder)
+        levels = range(depth - 1)
         self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], kernel_size=2, stride=2) for i in range(depth - 1)
+            nn.ConvTranspose2d(widths[i + 1], widths[i], kernel_size=2, stride=2) for i in levels
         )
-        self.decoder = nn.ModuleList(level_block(2 * widths[i], widths[i]) for i in range(depth - 1))
+        self.decoder = nn.ModuleList(level_block(2 * widths[i], widths[i]) for i in levels)
         self.head = nn.Conv2d(base_width, 1, kernel_size=1)
+        self.apply(_he_init)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
@@ -83,7 +97,8 @@ class UNetSkeleton(nn.Module):
 class SKUNetBlock(nn.Sequential):
     """One SKU-Net level (paper Sec. III.2, Fig. 3): a DropBlock conv unit, then an SK block.
 
-    `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (in -> out), then `SelectiveKernelBlock` (out -> out).
+    `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (in -> out), then `SelectiveKernelBlock`
+    (out -> out).
     Departure: the paper's Fig. 4 is not in the extracted text; we read its "convolution block"
     as one such unit, since the SK block that follows holds three more convolutions.
     """
@@ -122,7 +137,10 @@ class UNet(UNetSkeleton):
 
 
 class UNetDropBlock(UNetSkeleton):
-    """U-Net+DropBlock (paper model 2): two `conv3x3 -> DropBlock -> BN -> ReLU` per level. Returns logits."""
+    """U-Net+DropBlock (paper model 2): two `conv3x3 -> DropBlock -> BN -> ReLU` per level.
+
+    Returns logits.
+    """
 
     def __init__(
         self,

@@ -1,0 +1,62 @@
+"""End to end on the real archives (SKUNET_DATA_MIRROR): the data stages under DVC at paper size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from skunet.cli import copy_tracked
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture
+def workspace(tmp_path, mirror):
+    """The tracked project files in a fresh git repository."""
+    work = tmp_path / "work"
+    copy_tracked(ROOT, work)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=work, check=True)
+    return work
+
+
+def test_data_stages_on_the_real_archives(workspace):
+    result = dvc("repro", "augment@drive", "augment@chase", cwd=workspace)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for dataset, size in (("drive", 592), ("chase", 1008)):
+        images = np.load(workspace / f"data/augmented/{dataset}/images.npy", mmap_mode="r")
+        labels = np.load(workspace / f"data/augmented/{dataset}/labels.npy", mmap_mode="r")
+        assert images.shape == (520, size, size, 3) and labels.shape == (520, size, size)
+        assert set(np.unique(labels[::13])) == {0, 1}
+        native = np.load(workspace / f"data/resized/{dataset}/test_labels_native.npy")
+        assert native.shape == ((20, 584, 565) if dataset == "drive" else (8, 960, 999))
+    status = dvc("status", "augment@drive", "augment@chase", cwd=workspace)
+    assert "up to date" in status.stdout, status.stdout
+    again = dvc("repro", "augment@drive", "augment@chase", cwd=workspace)
+    assert "Running stage" not in again.stdout, again.stdout
+
+
+def test_corrupted_real_archive_gives_a_checksum_error_and_no_output(workspace, mirror, tmp_path):
+    bad_mirror = tmp_path / "bad_mirror"
+    bad_mirror.mkdir()
+    data = bytearray((mirror / "CHASEDB1.zip").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (bad_mirror / "CHASEDB1.zip").write_bytes(bytes(data))
+    env = {**os.environ, "SKUNET_DATA_MIRROR": str(bad_mirror), "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(["dvc", "repro", "download@chase"], cwd=workspace, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "CHASEDB1.zip: checksum mismatch" in result.stderr + result.stdout
+    assert not (workspace / "data" / "raw" / "chase").exists()
