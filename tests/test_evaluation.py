@@ -1,0 +1,61 @@
+"""Evaluation: predictions saved as native-size PNGs; metrics recomputed from them agree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skunet import metrics
+from skunet.evaluation import evaluate_model, to_native
+
+
+@pytest.fixture
+def resized(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "resized" / "drive"
+    folder.mkdir(parents=True)
+    labels = rng.random((3, 41, 37)) > 0.85
+    fovs = np.zeros((3, 41, 37), bool)
+    fovs[:, 3:-3, 3:-3] = True
+    np.save(folder / "test_images.npy", rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
+    np.save(folder / "test_labels_native.npy", labels.astype(np.uint8))
+    np.save(folder / "test_fov_native.npy", fovs.astype(np.uint8))
+    (folder / "meta.json").write_text(json.dumps({"test": ["01", "02", "03"]}))
+    return folder
+
+
+def test_to_native_is_bilinear_and_clipped():
+    prob = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    out = to_native(prob, (3, 5))
+    assert out.shape == (3, 5) and out.min() >= 0 and out.max() <= 1
+    assert np.all(np.diff(out[0]) >= 0)
+
+
+def test_metrics_recomputed_from_the_pngs_agree(tmp_path, resized):
+    # probabilities spread over (0, 1) rather than an untrained net's values all near 0.5
+    model = torch.nn.Conv2d(3, 1, kernel_size=1)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+        model.bias.fill_(-6.0)
+    result = evaluate_model(model, resized, tmp_path / "pred", tmp_path / "m.json", tmp_path / "plots",
+                            "drive/unet", threshold=0.5, curve_points=50, device=torch.device("cpu"))
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    labels = np.load(resized / "test_labels_native.npy")
+    fovs = np.load(resized / "test_fov_native.npy")
+    pngs = [np.asarray(Image.open(tmp_path / "pred" / f"{s}.png")) for s in ("01", "02", "03")]
+    assert all(p.shape == (41, 37) and p.dtype == np.uint8 for p in pngs)
+    again = metrics.evaluate(list(labels), [metrics.uint8_to_probability(p) for p in pngs], list(fovs))
+    # only pixels within 0.5/255 of the threshold (stored as 127 or 128) can change side
+    near = sum(int(np.isin(p, (127, 128)).sum()) for p in pngs)
+    for protocol in ("paper", "fov"):
+        for key in ("tp", "fp", "fn", "tn"):
+            assert abs(again[protocol][key] - saved[protocol][key]) <= near
+        for key in ("f1", "accuracy", "auc"):
+            assert again[protocol][key] == pytest.approx(saved[protocol][key], abs=0.01)
+    for kind in ("roc", "pr", "per_image"):
+        assert (tmp_path / "plots" / kind / "drive" / "unet.csv").stat().st_size > 0
