@@ -328,3 +328,17 @@ def test_probability_to_uint8_values():
     ]
     with pytest.raises(ValueError, match="uint8"):
         M.uint8_to_probability(np.array([1.0]))
+
+
+def test_curves_from_8bit_levels_equal_the_sorted_computation():
+    """The histogram path for uint8 scores gives exactly the curve of the general path."""
+    from skunet.metrics import pr_curve_points, roc_curve_points
+
+    rng = np.random.default_rng(3)
+    y = rng.random(20000) < 0.1
+    levels = np.clip(rng.normal(100, 40, y.size) + 60 * y, 0, 255).astype(np.uint8)
+    for curve in (roc_curve_points, pr_curve_points):
+        fast, slow = curve(y, levels, 10_000), curve(y, levels.astype(np.float64), 10_000)
+        assert fast.keys() == slow.keys()
+        for key in fast:
+            np.testing.assert_allclose(fast[key][1:], slow[key][1:])

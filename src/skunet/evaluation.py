@@ -79,8 +79,12 @@ def evaluate_model(
 
     _write_csv(plots_dir / "per_image" / f"{name}.csv",
                metrics.per_image_metrics(list(labels), probs, list(fovs), meta["test"], threshold))
+    # Curves for plots at the stored 8-bit resolution (what the PNGs hold; histogram-fast);
+    # the AUC in the metrics file comes from the full-precision probabilities.
     y = labels.ravel()
-    p = np.concatenate([q.ravel() for q in probs])
+    levels = np.concatenate([metrics.probability_to_uint8(q).ravel() for q in probs])
     for kind, curve in (("roc", metrics.roc_curve_points), ("pr", metrics.pr_curve_points)):
-        _write_csv(plots_dir / kind / f"{name}.csv", metrics.curve_rows(curve(y, p, curve_points)))
+        points = curve(y, levels, curve_points)
+        points["threshold"] = [t / 255 for t in points["threshold"]]
+        _write_csv(plots_dir / kind / f"{name}.csv", metrics.curve_rows(points))
     return result

@@ -178,7 +178,13 @@ def _thinned(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
 def _cumulative_counts(
     y_true: Any, scores: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Thresholds (descending, the first above every score) and tp, fp counts at score >= each."""
+    """Thresholds (descending, the first above every score) and tp, fp counts at score >= each.
+
+    8-bit scores (e.g. probabilities stored as PNG levels) are counted with a histogram instead of
+    a sort: the same curve, an order of magnitude faster on millions of pixels.
+    """
+    if isinstance(scores, np.ndarray) and scores.dtype == np.uint8:
+        return _cumulative_counts_uint8(_binary(y_true, "y_true"), scores)
     pos, neg = _split_sorted(y_true, scores)
     distinct = np.unique(np.concatenate([pos, neg]))[::-1]
     # above every score in the scores' own dtype, so `scores >= top` is empty whatever the casting
@@ -190,6 +196,24 @@ def _cumulative_counts(
     tp = pos.size - np.searchsorted(pos, thresholds, side="left")
     fp = neg.size - np.searchsorted(neg, thresholds, side="left")
     return thresholds, tp, fp, pos.size, neg.size
+
+
+def _cumulative_counts_uint8(
+    y_true: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    _same_shape(y_true, levels, "y_true and scores")
+    y, v = y_true.ravel(), levels.ravel()
+    pos_hist = np.bincount(v[y], minlength=256)
+    neg_hist = np.bincount(v[~y], minlength=256)
+    present = np.flatnonzero(pos_hist + neg_hist)[::-1]  # distinct levels, descending
+    if present.size == 0:
+        raise ValueError("no scores given")
+    tp_at = np.cumsum(pos_hist[::-1])[::-1]  # tp_at[k] = positives with level >= k
+    fp_at = np.cumsum(neg_hist[::-1])[::-1]
+    thresholds = np.concatenate([[float(present[0]) + 1.0], present.astype(np.float64)])
+    tp = np.concatenate([[0], tp_at[present]])
+    fp = np.concatenate([[0], fp_at[present]])
+    return thresholds, tp, fp, int(pos_hist.sum()), int(neg_hist.sum())
 
 
 def roc_curve_points(y_true: Any, scores: Any, max_points: int = 200) -> dict[str, list[float]]:
