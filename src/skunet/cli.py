@@ -3,7 +3,7 @@
     skunet smoke --workdir DIR   run the whole pipeline at smoke size in DIR (the same dvc.yaml)
     skunet check [--baseline F]  compare metrics with the published tables (or a baseline); exit 1
                                  when a cell is out of tolerance: the CI gate
-    skunet readme                regenerate the README's results section from metrics/compare.json
+    skunet readme [--workdir D]  regenerate the README's results section from metrics/compare.json
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def check(workdir: Path, baseline: Path | None, protocol: str) -> int:
     return code
 
 
-def update_readme(root: Path) -> None:
-    """Replace the README's results section with one generated from metrics/compare.json."""
+def update_readme(root: Path, workdir: Path) -> None:
+    """Replace the README's results section with one generated from `workdir`/metrics/compare.json."""
     from skunet.report import results_section_from_files
 
     readme = root / "README.md"
@@ -117,7 +117,7 @@ def update_readme(root: Path) -> None:
         raise SkunetError(f"{readme}: results markers missing; add {README_START} and {README_END}")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    section = results_section_from_files(root)
+    section = results_section_from_files(workdir)
     readme.write_text(f"{head}{README_START}\n{section.strip()}\n{README_END}{tail}")
 
 
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("--workdir", type=Path, default=Path("."))
     p_check.add_argument("--baseline", type=Path, default=None, help="a baseline file (e.g. baselines/smoke.yaml)")
     p_check.add_argument("--protocol", choices=("paper", "fov"), default="paper")
-    sub.add_parser("readme", help="regenerate the README results section from metrics/compare.json")
+    p_readme = sub.add_parser("readme", help="regenerate the README results section from metrics/compare.json")
+    p_readme.add_argument("--workdir", type=Path, default=None,
+                          help="the workspace whose metrics/compare.json to use (default: the project)")
     args = parser.parse_args(argv)
 
     if args.command == "smoke":
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         code = check(args.workdir, args.baseline, args.protocol)
         sys.exit(code)
-    update_readme(project_root())
+    root = project_root()
+    update_readme(root, args.workdir or root)
     return 0
 
 
