@@ -1,17 +1,23 @@
 """Run-to-run spread of the smoke profile's metrics, from which baselines/smoke.yaml's tolerances come.
 
-    python benchmarks/smoke_spread.py --seeds 42 43 44 --out benchmarks/results/smoke_spread.json
+    python benchmarks/smoke_spread.py --seeds 42 43 44 --out benchmarks/results/smoke_spread.json \
+        --write-baseline baselines/smoke.yaml
 
 Runs the smoke pipeline (`skunet smoke`'s workspace, the same dvc.yaml) once per seed, each in its
 own folder under --workdir, and writes every model's paper-protocol F1 / accuracy / AUC per seed,
 with mean, standard deviation and range. On one machine a seed's run is deterministic, so the
 spread over seeds stands for what a different CPU, BLAS or thread count can do to a run.
+
+With --write-baseline, the baseline is the run with the default seed (the one CI repeats) and each
+metric's tolerance is three standard deviations over the seeds, at least the floor below, rounded
+up to 0.01: the gate then catches a broken model (F1 0 is far outside) without failing on noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,6 +29,7 @@ from skunet.cli import lay_out_workspace, project_root
 from skunet.config import DATASETS, MODELS
 
 METRICS = ("f1", "accuracy", "auc")
+FLOOR = {"f1": 0.03, "accuracy": 0.01, "auc": 0.02}
 
 
 def run_seed(root: Path, workdir: Path, seed: int) -> dict:
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--workdir", type=Path, default=Path("../skunet-smoke-spread"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/smoke_spread.json"))
+    parser.add_argument("--write-baseline", type=Path, default=None)
     args = parser.parse_args()
 
     root = project_root()
@@ -67,6 +75,33 @@ def main() -> None:
                       + f"  std {summary[f'{ds}/{m}/{metric}']['std']:.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"seeds": args.seeds, "metrics": summary}, indent=2) + "\n")
+    if args.write_baseline:
+        write_baseline(args.write_baseline, runs, summary, args.seeds)
+
+
+def write_baseline(path: Path, runs: dict, summary: dict, seeds: list[int]) -> None:
+    default_seed = yaml.safe_load((project_root() / "params.yaml").read_text())["base"]["seed"]
+    if default_seed not in runs:
+        raise SystemExit(f"--seeds must include the default seed {default_seed} for the baseline")
+    tolerances = {}
+    for metric in METRICS:
+        spread = max(summary[f"{ds}/{m}/{metric}"]["std"] for ds in DATASETS for m in MODELS)
+        tolerances[metric] = math.ceil(max(3 * spread, FLOOR[metric]) * 100) / 100
+    lines = [
+        "# Smoke-profile baseline: the metrics `skunet smoke` produces (protocol `paper`), and the",
+        "# tolerances `skunet check --baseline baselines/smoke.yaml` allows. Written by",
+        f"#   python benchmarks/smoke_spread.py --seeds {' '.join(map(str, seeds))} --write-baseline {path}",
+        f"# Values: the run with the default seed ({default_seed}), which CI repeats. Tolerances: three",
+        "# standard deviations of the metric over those seeds (the largest over the six models), at",
+        f"# least {FLOOR}; a model predicting background only (F1 0) fails.",
+        "tolerances: {" + ", ".join(f"{k}: {v}" for k, v in tolerances.items()) + "}",
+    ]
+    for ds in DATASETS:
+        lines.append(f"{ds}:")
+        for m in MODELS:
+            values = runs[default_seed][ds][m]
+            lines.append(f"  {m + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in METRICS) + "}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
