@@ -101,6 +101,7 @@ def write_baseline(path: Path, runs: dict, summary: dict, seeds: list[int]) -> N
         for m in MODELS:
             values = runs[default_seed][ds][m]
             lines.append(f"  {m + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in METRICS) + "}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
