@@ -36,6 +36,7 @@ def _bad(path: str, value):
         ("train.chase.keep_prob", 1.2, r"train.chase.keep_prob = 1.2"),
         ("train.common.epochs", 2.5, "train.common.epochs = 2.5 must be an integer"),
         ("split.mode", "random", "split.mode = 'random' must be one of tail, by_source"),
+        ("models.unet.lr", float("inf"), "models.unet.lr = inf must be a number"),
     ],
 )
 def test_bad_values_are_named(path, value, message):

@@ -43,7 +43,7 @@ class Number:
             return False
         if self.integer and not isinstance(value, int):
             return False
-        if not math.isfinite(value) and not (value == math.inf and self.hi == math.inf):
+        if not math.isfinite(value):
             return False
         above = value > self.lo if self.lo_open else value >= self.lo
         below = value < self.hi if self.hi_open else value <= self.hi

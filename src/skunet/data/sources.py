@@ -52,8 +52,7 @@ def parse_sources(entries: list[dict[str, Any]], where: str) -> list[Source]:
             raise SkunetError(f"params.yaml: {key}.kind = {entry['kind']!r} must be mirror, local or url")
         files = []
         for j, f in enumerate(entry["files"]):
-            allowed = {"name", "sha256", "url"} if entry["kind"] == "url" else {"name", "sha256"}
-            required = allowed
+            required = {"name", "sha256", "url"} if entry["kind"] == "url" else {"name", "sha256"}
             if not isinstance(f, dict) or set(f) != required:
                 raise SkunetError(
                     f"params.yaml: {key}.files[{j}] must have exactly the keys {', '.join(sorted(required))}"
