@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REFERENCE, TOL
 from skunet import compare as C
 from skunet import metrics as M
 from skunet import report as R
 from skunet.errors import SkunetError
 
-TOL = {"f1": 0.02, "accuracy": 0.005, "auc": 0.01}
-REFERENCE = {
-    "drive": {
-        "unet": {"f1": 0.8120, "accuracy": 0.9682, "auc": 0.9813},
-        "unet_dropblock": {"f1": 0.8174, "accuracy": 0.9687, "auc": 0.9851},
-        "skunet": {"f1": 0.8291, "accuracy": 0.9699, "auc": 0.9874},
-    },
-    "chase": {
-        "unet": {"f1": 0.7927, "accuracy": 0.9736, "auc": 0.9870},
-        "unet_dropblock": {"f1": 0.7930, "accuracy": 0.9739, "auc": 0.9902},
-        "skunet": {"f1": 0.8171, "accuracy": 0.9768, "auc": 0.9909},
-    },
-}
 SMOKE = {"run": "exp-abc123", "profile": "smoke", "device": "CPU (2 cores)", "date": "2024-01-01"}
 PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100"}
 

@@ -121,3 +121,16 @@ def test_download_stage_rejects_unknown_dataset(tmp_path):
     result = run_stage("download.py", "stare", cwd=ROOT)
     assert result.returncode == 2
     assert "unknown dataset 'stare' (allowed: drive, chase)" in result.stderr
+
+
+def test_fetch_verifies_before_moving_into_place(tmp_path, monkeypatch):
+    """A download (here from a file:// URL) lands in data/downloads/ only when its checksum holds."""
+    from skunet.data.sources import fetch
+
+    served = fake_drive_zip(tmp_path / "served.zip")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SkunetError, match="checksum mismatch"):
+        fetch(ArchiveFile("DRIVE.zip", "0" * 64, served.as_uri()))
+    assert not list((tmp_path / "data" / "downloads").iterdir())  # nothing partial left
+    path = fetch(ArchiveFile("DRIVE.zip", sha(served), served.as_uri()))
+    assert path.read_bytes() == served.read_bytes()

@@ -122,10 +122,10 @@ def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
     try:
         images = np.load(data_dir / "images.npy", mmap_mode="r")
         labels = np.load(data_dir / "labels.npy", mmap_mode="r")
-        records = json.loads((data_dir / "records.json").read_text())
+        records_text = (data_dir / "records.json").read_text()
     except FileNotFoundError as err:
         raise SkunetError(f"{err.filename}: missing; run `dvc repro augment@{data_dir.name}` first") from None
-    sources = np.array([r["source"] for r in records])
+    sources = np.array([r["source"] for r in json.loads(records_text)])
     train_idx, val_idx = split_indices(sources, cfg.validation_fraction, cfg.split_mode)
     if cfg.max_train_samples:
         # evenly spaced rows keep every transform and source represented in a small subset
@@ -133,7 +133,7 @@ def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
         train_idx = train_idx[np.unique(pick.round().astype(int))]
         val_idx = val_idx[:: max(1, len(val_idx) // max(1, cfg.max_train_samples // 4))]
     fingerprint = hashlib.sha256(
-        f"{images.shape}{labels.shape}{(data_dir / 'records.json').read_text()}".encode()
+        f"{images.shape}{labels.shape}{records_text}".encode()
         + np.asarray(images[:: max(1, len(images) // 8)]).tobytes()[:1 << 20]
     ).hexdigest()[:16]
     return TrainingData(images, labels, train_idx, val_idx, fingerprint)

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
+from skunet.atomic import atomic_file
 from skunet.errors import SkunetError
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,8 @@ def fetch(file: ArchiveFile) -> Path:
     target = DOWNLOADS / file.name
     if target.is_file():
         return verify(target, file.sha256)
-    DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
     request = urllib.request.Request(file.url, headers={"User-Agent": "skunet"})
-    try:
+    with atomic_file(target) as partial:
         with urllib.request.urlopen(request, timeout=60) as response, partial.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=file.name) as bar:
@@ -127,10 +126,6 @@ def fetch(file: ArchiveFile) -> Path:
                     out.write(chunk)
                     bar.update(len(chunk))
         verify(partial, file.sha256)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
     return target
 
 
