@@ -289,6 +289,9 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = load_training_data(data_dir, cfg)
+    if ddp.main:
+        log.info("training %s on %s: %d samples, %d epochs, %s%s", mcfg.name, dataset,
+                 len(data.train_idx), cfg.epochs, device_name(device), " (fast path)" if fast else "")
 
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg).to(device)
