@@ -275,10 +275,15 @@ def expected_dropped_fraction(gamma: float, size: int, block: int) -> float:
     return 1.0 - ((1.0 - gamma) ** (c[:, None] * c[None, :])).mean().item()
 
 
-def test_dropblock_drops_about_one_minus_keep_prob() -> None:
+LAYOUTS = pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+
+
+@LAYOUTS
+def test_dropblock_drops_about_one_minus_keep_prob(layout: torch.memory_format) -> None:
     size, block, keep_prob = 128, 7, 0.85
     torch.manual_seed(0)
-    y = DropBlock2d(block, keep_prob).train()(torch.ones(8, 32, size, size))
+    y = DropBlock2d(block, keep_prob).train()(torch.ones(8, 32, size, size).contiguous(memory_format=layout))
+    assert y.is_contiguous(memory_format=layout)  # the fast path's channels_last stays so
     dropped = (y == 0).double().mean().item()
 
     # 256 independent maps; one map's dropped fraction has sd ~0.018 (about 50 seeds of 49 pixels
@@ -308,13 +313,14 @@ def test_one_seed_drops_one_block_inside_the_map() -> None:
     assert mask.sum() == block**2 and mask[0, 0, -block:, -block:].all()
 
 
-def test_dropped_regions_are_whole_blocks() -> None:
+@LAYOUTS
+def test_dropped_regions_are_whole_blocks(layout: torch.memory_format) -> None:
     """Every dropped pixel lies in a fully dropped block x block square inside the map: the dropped
     set equals its morphological opening by that square."""
     block = 7
     torch.manual_seed(1)
-    y = DropBlock2d(block, keep_prob=0.9).train()(torch.ones(2, 4, 40, 40))
-    dropped = (y == 0).float()
+    y = DropBlock2d(block, keep_prob=0.9).train()(torch.ones(2, 4, 40, 40).contiguous(memory_format=layout))
+    dropped = (y == 0).float().contiguous()
     assert dropped.sum() > 0
     square = torch.ones(1, 1, block, block)
     flat = dropped.view(-1, 1, 40, 40)

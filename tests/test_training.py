@@ -173,6 +173,37 @@ def test_fast_path_matches_fp32_within_bf16_tolerance(model):
     assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.99
 
 
+def test_fast_path_training_loop_runs_and_resumes_on_the_cpu(tmp_path):
+    """The whole fast-path loop (uint8 set held as tensors on the device, channels_last, bf16
+    autocast in training and validation), forced on the CPU: the loss falls, the checkpoint loads
+    into a plain fp32 model, and a stopped run resumes to bit-identical weights."""
+    data = make_data(tmp_path / "data")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    summary = run(tmp_path / "a", data, replace(CFG, epochs=4), fast=True)
+    log = np.genfromtxt(tmp_path / "a" / "log.csv", delimiter=",", names=True)
+    assert log["train_loss"][-1] < 0.8 * log["train_loss"][0]
+    assert np.isfinite(log["val_loss"]).all() and log["val_f1"].max() > 0
+    model, payload = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert payload["epoch"] == summary["best_epoch"]
+    assert all(p.is_contiguous() for p in model.parameters())  # loaded as a plain fp32 model
+
+    assert run(tmp_path / "b", data, replace(CFG, epochs=4), fast=True, stop_after_epoch=2) == {"stopped_after": 2}
+    run(tmp_path / "b", data, replace(CFG, epochs=4), fast=True)
+    a, b = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_compiled_training_writes_a_loadable_checkpoint(tmp_path):
+    """train.common.compile: the checkpoint holds the plain module's keys (no `_orig_mod.`)."""
+    data = make_data(tmp_path / "data", size=16)
+    run(tmp_path, data, replace(CFG, epochs=1, compile=True), model="unet", fast=True)
+    state = weights(tmp_path / "model.pt")
+    assert not any(k.startswith("_orig_mod.") for k in state)
+    load_checkpoint(tmp_path / "model.pt")
+
+
 _DDP_SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})

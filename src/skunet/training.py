@@ -146,14 +146,17 @@ class BatchSource:
         self.device = device
         self.channels_last = channels_last
         if on_device:
-            self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
-            self.labels = torch.from_numpy(np.ascontiguousarray(data.labels)).to(device)
+            # read the memory-mapped arrays once, into writable memory, then onto the device
+            self.images = torch.from_numpy(np.array(data.images)).to(device)
+            self.labels = torch.from_numpy(np.array(data.labels)).to(device)
         else:
             self.images, self.labels = data.images, data.labels
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.images, torch.Tensor):
-            idx = torch.as_tensor(rows, device=self.device)
+            idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+            if self.device.type == "cuda":  # a pinned, asynchronous copy: no host sync per step
+                idx = idx.pin_memory().to(self.device, non_blocking=True)
             x, y = self.images[idx], self.labels[idx]
         else:
             order = np.sort(rows)  # memory-mapped reads in file order, then restore the order
@@ -197,6 +200,8 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before the process group, so NCCL binds this rank's GPU
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), world)
@@ -234,20 +239,22 @@ def batches(n_rows: int, batch_size: int, epoch_rng: torch.Generator) -> list[np
 def validate(model, source: BatchSource, rows: np.ndarray, batch_size: int, fast: bool) -> tuple[float, float]:
     """Mean BCE and pixel F1 (probability > 0.5) over the validation rows."""
     model.eval()
-    total, count, tp, fp, fn = 0.0, 0, 0, 0, 0
+    sums = torch.zeros(4, dtype=torch.float64, device=source.device)  # loss, tp, fp, fn
+    count = 0
     for start in range(0, len(rows), batch_size):
         x, y = source.batch(rows[start : start + batch_size])
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=fast):
             logits = model(x)
-        total += F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum").item()
-        count += y.numel()
         pred, truth = logits > 0, y > 0.5
-        tp += int((pred & truth).sum())
-        fp += int((pred & ~truth).sum())
-        fn += int((~pred & truth).sum())
+        sums += torch.stack([
+            F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum").double(),
+            (pred & truth).sum().double(), (pred & ~truth).sum().double(), (~pred & truth).sum().double(),
+        ])
+        count += y.numel()
     model.train()
+    loss, tp, fp, fn = sums.tolist()  # one host sync per validation
     f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return total / max(count, 1), f1
+    return loss / max(count, 1), f1
 
 
 def _fingerprint(mcfg: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int) -> str:
@@ -277,15 +284,19 @@ def train(
     state_path: Path,
     device: torch.device | None = None,
     stop_after_epoch: int | None = None,
+    fast: bool | None = None,
 ) -> dict[str, Any]:
     """Train one model; write the best checkpoint and the per-epoch log. Returns a summary.
 
     `state_path` holds the resume state between epochs; it is removed once training completes.
     `stop_after_epoch` ends the run early as a crash would (used to test resume).
+    `fast` overrides the path (default: the fast path on CUDA when `cfg.fast_path`); forcing it
+    on the CPU runs the fast path's code there, which is how the tests cover it without a GPU.
     """
     device = device or pick_device()
     ddp = init_distributed(device)
-    fast = cfg.fast_path and device.type == "cuda"
+    if fast is None:
+        fast = cfg.fast_path and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = load_training_data(data_dir, cfg)
