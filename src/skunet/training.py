@@ -374,8 +374,10 @@ def train(
         }
         history.append(row)
         if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            # kept on the host in the default layout, so the checkpoint loads anywhere, GPU or not
+            best = {"val_loss": val_loss, "epoch": epoch, "state": {
+                k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                for k, v in model.state_dict().items()}}
         if ddp.main:
             log.info("%s/%s epoch %d: train %.4f val %.4f F1 %.4f lr %.2g (%.1fs)", dataset,
                      mcfg.name, epoch, row["train_loss"], val_loss, val_f1, row["lr"], row["seconds"])
