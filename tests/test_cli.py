@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -44,6 +46,15 @@ def test_check_fails_when_a_metric_is_pushed_out_of_tolerance(tmp_path, capsys):
     assert exit_.value.code == 1
     assert "FAIL" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize(("shift", "code"), [(0.015, 0), (-0.05, 1)])
+def test_python_dash_m_skunet_is_the_same_command(tmp_path, shift, code):
+    """`python -m skunet` (for machines where the console script is not installed) exits alike."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, "-m", "skunet", "check", "--workdir", str(workspace(tmp_path, shift))],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == code, result.stderr
 
 def test_check_against_the_smoke_baseline_catches_an_all_background_model(tmp_path):
     """A model predicting only background (F1 0) must fail the committed smoke baseline."""

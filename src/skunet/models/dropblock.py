@@ -85,11 +85,7 @@ class DropBlock2d(nn.Module):
         n, c, h, w = x.shape
         block = min(self.block_size, h, w)
         gamma = seed_rate(self.keep_prob, block, h, w)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # draw the seeds in x's layout, so the mask and x are read alike in the product
-            seeds = torch.rand(n, h - block + 1, w - block + 1, c, device=x.device).permute(0, 3, 1, 2) < gamma
-        else:
-            seeds = torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma
+        seeds = torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma
         keep = 1.0 - expand_seeds(seeds.float(), block)
         # the clamp only matters when every unit of the batch is dropped (tiny maps)
         scale = keep.numel() / keep.sum().clamp_min(1.0)

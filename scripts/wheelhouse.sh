@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A folder of wheels for an offline GPU machine: the project's dependencies but PyTorch (the GPU
+# machine brings its own CUDA build), for the GPU machine's Python on x86-64 Linux, fetched here.
+#
+#   scripts/wheelhouse.sh PYTHON_VERSION OUT_DIR [HAVE_FILE]
+#   scripts/wheelhouse.sh 3.12 wheelhouse have.txt
+#
+# HAVE_FILE (optional) lists what the GPU machine already has, one package per line (`pip freeze`
+# output works); those wheels are left out, which keeps the folder small enough to carry.
+# On the GPU machine, in the project folder, install the folder beside its own packages:
+#
+#   pip install --no-index --no-deps --target /opt/skunet-site OUT_DIR/*.whl
+#   export PYTHONPATH=/opt/skunet-site:$PWD/src
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $# -ge 2 ]] || { echo "usage: scripts/wheelhouse.sh PYTHON_VERSION OUT_DIR [HAVE_FILE]" >&2; exit 2; }
+py_version=$1 out=$2 have=${3:-}
+[[ -z $have || -f $have ]] || { echo "$have: no such file; give a list of installed packages or leave it out" >&2; exit 2; }
+
+# the project's dependencies from pyproject.toml, less torch
+mapfile -t requirements < <(python3 - <<'PY'
+import re, tomllib
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+print("\n".join(d for d in deps if re.split(r"[<>=!~ ;\[]", d)[0].lower() != "torch"))
+PY
+)
+
+tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+# hydra-core (a DVC dependency) needs antlr4-python3-runtime 4.9, published only as a source
+# archive: build its (pure-Python) wheel here so that the download below can stay binary-only
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$tmp" "antlr4-python3-runtime==4.9.3"
+python3 -m pip download --quiet --only-binary=:all: --find-links "$tmp" --dest "$tmp" \
+  --python-version "$py_version" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+  "${requirements[@]}"
+
+# leave out what the GPU machine has; names compare normalised (PEP 503)
+python3 - "$tmp" "$have" <<'PY'
+import re, sys
+from pathlib import Path
+folder, have_file = Path(sys.argv[1]), sys.argv[2]
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+have = set()
+if have_file:
+    for line in Path(have_file).read_text().splitlines():
+        name = re.split(r"[<>=!~ @;\[]", line.strip(), maxsplit=1)[0]
+        if name and not name.startswith("#"):
+            have.add(norm(name))
+for wheel in folder.glob("*.whl"):
+    if norm(wheel.name.split("-")[0]) in have:
+        wheel.unlink()
+PY
+rm -rf "$out.part" && mkdir -p "$(dirname "$out")" && mv "$tmp" "$out.part" && rm -rf "$out" && mv "$out.part" "$out"
+trap - EXIT
+echo "$out: $(ls "$out" | wc -l) wheels, $(du -sh "$out" | cut -f1)"
