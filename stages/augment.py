@@ -1,7 +1,9 @@
 """augment@<dataset>: the paper's 25 augmentations per training image, data/augmented/<dataset>/.
 
-Writes images.npy (N x 26, S, S, 3) uint8, labels.npy (N x 26, S, S) uint8 {0, 1} and
-records.json (source image and transform of every row), rows in transform-major order.
+Writes images.npy (N x 26, S, S, 3) uint8, labels.npy (N x 26, S, S) uint8 {0, 1},
+records.json (source image and transform of every row), rows in transform-major order, and
+libraries.json (the versions of the libraries that drew the augmentations: the same seed gives
+other images under another OpenCV, so a checkpoint and the report carry them).
 """
 
 import argparse
@@ -13,7 +15,7 @@ from numpy.lib.format import open_memmap
 
 from skunet.atomic import atomic_dir
 from skunet.config import check_dataset, load_params
-from skunet.data.augment import augment_dataset, build_augmentations
+from skunet.data.augment import augment_dataset, build_augmentations, library_versions
 from skunet.errors import SkunetError, exit_on_error
 
 
@@ -40,6 +42,7 @@ def main() -> None:
         out_labels.flush()
         del out_images, out_labels
         (tmp / "records.json").write_text(json.dumps(records, indent=1) + "\n")
+        (tmp / "libraries.json").write_text(json.dumps(library_versions(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

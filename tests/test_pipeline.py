@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 
+import albumentations as A
+import cv2
 import numpy as np
 import pytest
 
@@ -42,6 +45,8 @@ def test_data_stages_on_the_real_archives(workspace):
         assert set(np.unique(labels[::13])) == {0, 1}
         native = np.load(workspace / f"data/resized/{dataset}/test_labels_native.npy")
         assert native.shape == ((20, 584, 565) if dataset == "drive" else (8, 960, 999))
+        libraries = json.loads((workspace / f"data/augmented/{dataset}/libraries.json").read_text())
+        assert libraries == {"albumentations": A.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     status = dvc("status", "augment@drive", "augment@chase", cwd=workspace)
     assert "up to date" in status.stdout, status.stdout
     again = dvc("repro", "augment@drive", "augment@chase", cwd=workspace)

@@ -15,7 +15,8 @@ from skunet import report as R
 from skunet.errors import SkunetError
 
 SMOKE = {"run": "exp-abc123", "profile": "smoke", "device": "CPU (2 cores)", "date": "2024-01-01"}
-PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100"}
+PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100",
+         "augmented_with": "albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0"}
 
 
 def _results():
@@ -127,6 +128,7 @@ def test_readme_results_section_paper_run():
     text = R.readme_results_section(C.flatten_for_dvc(_results()["paper"]), PAPER)
     assert "No paper-profile run" not in text
     assert "exp-def456" in text and "NVIDIA H100" in text and "`paper`" in text
+    assert "augmentations drawn with albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0" in text
 
 
 def test_readme_results_section_no_metrics():

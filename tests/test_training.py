@@ -22,6 +22,7 @@ from skunet.training import (
     batches,
     forward_loss,
     load_checkpoint,
+    run_context,
     split_indices,
     train,
 )
@@ -91,6 +92,20 @@ def test_training_writes_checkpoint_and_log_and_loss_falls(tmp_path):
     model, _ = load_checkpoint(tmp_path / "model.pt")
     assert not model.training
 
+
+
+def test_checkpoints_carry_the_augmenting_libraries_into_the_run_context(tmp_path):
+    data = make_data(tmp_path / "data")
+    libraries = {"albumentations": "2.0.8", "numpy": "2.2.6", "opencv": "4.12.0"}
+    (data / "libraries.json").write_text(json.dumps(libraries))
+    (tmp_path / "models" / "drive").mkdir(parents=True)
+    mcfg = ModelConfig(name="unet", base_width=4, depth=3)
+    train(mcfg, replace(CFG, epochs=1), "drive", data, tmp_path / "models" / "drive" / "unet.pt",
+          tmp_path / "log.csv", tmp_path / "state.pt", device=torch.device("cpu"))
+    assert torch.load(tmp_path / "models" / "drive" / "unet.pt", weights_only=True)["augmented_with"] == libraries
+    context = run_context("paper", tmp_path / "models")
+    assert context["augmented_with"] == "albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0"
+    assert context["device"].startswith("CPU") and context["torch"] == str(torch.__version__)
 
 def test_resume_after_a_stop_gives_the_same_weights(tmp_path):
     data = make_data(tmp_path / "data")

@@ -115,6 +115,7 @@ class TrainingData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     fingerprint: str  # identifies the data for resume and checkpoints
+    libraries: dict[str, str]  # versions that drew the augmentations (libraries.json), if recorded
 
 
 def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
@@ -136,7 +137,11 @@ def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
         f"{images.shape}{labels.shape}{records_text}".encode()
         + np.asarray(images[:: max(1, len(images) // 8)]).tobytes()[:1 << 20]
     ).hexdigest()[:16]
-    return TrainingData(images, labels, train_idx, val_idx, fingerprint)
+    try:
+        libraries = json.loads((data_dir / "libraries.json").read_text())
+    except FileNotFoundError:
+        libraries = {}
+    return TrainingData(images, labels, train_idx, val_idx, fingerprint, libraries)
 
 
 class BatchSource:
@@ -402,6 +407,7 @@ def train(
             "best_val_loss": best["val_loss"],
             "data_md5": dvc_data_md5(dataset),
             "data_fingerprint": data.fingerprint,
+            "augmented_with": data.libraries,
             "torch_version": str(torch.__version__),
             "device": device_name(device),
             "world_size": ddp.world,
@@ -437,15 +443,21 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
 
 
 def run_context(profile: str, models_dir: Path) -> dict[str, str]:
-    """Where a set of results comes from: profile, devices and torch versions of the checkpoints."""
-    devices, versions = set(), set()
+    """Where a set of results comes from: profile, devices, torch versions and the libraries that
+    drew the augmentations, as the checkpoints record them."""
+    devices, versions, libraries = set(), set(), set()
     for path in sorted(models_dir.glob("*/*.pt")):
         payload = torch.load(path, map_location="cpu", weights_only=True)
         devices.add(str(payload.get("device", "unknown")))
         versions.add(str(payload.get("torch_version", "unknown")))
-    return {
+        if payload.get("augmented_with"):
+            libraries.add(", ".join(f"{k} {v}" for k, v in sorted(payload["augmented_with"].items())))
+    context = {
         "run": f"dvc repro, {profile} profile",
         "profile": profile,
         "device": ", ".join(sorted(devices)) or "unknown",
         "torch": ", ".join(sorted(versions)) or "unknown",
     }
+    if libraries:
+        context["augmented_with"] = "; ".join(sorted(libraries))
+    return context

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import pydantic
 from tqdm import tqdm
@@ -283,3 +284,9 @@ def _check_arrays(
             raise ValueError(f"augment: {what} must be {shape} uint8, got {array.shape} {array.dtype}")
     if n and int(labels.max()) > 1:
         raise ValueError("augment: labels must be binary {0, 1}")
+
+
+def library_versions() -> dict[str, str]:
+    """The libraries whose code draws and applies the augmentations. A seed fixes the draws only
+    for given versions: OpenCV 4.12 and 5.0, say, give different geometric transforms."""
+    return {"albumentations": A.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
