@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from skunet.models import MODEL_NAMES, ModelConfig, build_model
-from skunet.training import forward_loss
+from skunet.training import BatchSource, TrainingData, forward_loss
 
 PAPER = {"drive": (592, 8, 0.85), "chase": (1008, 4, 0.80)}
 EPOCH_IMAGES = 468  # 520 augmented samples less the 10% validation split
@@ -97,13 +97,14 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)
         net = torch.compile(model) if compile_ and dev.type == "cuda" else model
-        gpu_images, gpu_labels = torch.from_numpy(images).to(dev), torch.from_numpy(labels).to(dev)
+        # the training loop's own batch source: the uint8 set held on the device
+        rows = np.arange(n)
+        source = BatchSource(TrainingData(images, labels, rows, rows[:0], "", {}), dev,
+                             on_device=True, channels_last=True)
 
         def batches():
             for s in range(steps + 1):
-                idx = torch.arange(s * batch, (s + 1) * batch, device=dev)
-                x = gpu_images[idx].permute(0, 3, 1, 2).float().div_(255)
-                yield x.contiguous(memory_format=torch.channels_last), gpu_labels[idx].unsqueeze(1).float()
+                yield source.batch(rows[s * batch : (s + 1) * batch])
     else:
         net = model
         folder = Path(tempfile.mkdtemp(prefix="skunet-bench-"))
