@@ -12,10 +12,11 @@
 #   pip install --no-index --no-deps --target /opt/skunet-site OUT_DIR/*.whl
 #   export PYTHONPATH=/opt/skunet-site:$PWD/src
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [[ $# -ge 2 ]] || { echo "usage: scripts/wheelhouse.sh PYTHON_VERSION OUT_DIR [HAVE_FILE]" >&2; exit 2; }
-py_version=$1 out=$2 have=${3:-}
+py_version=$1 out=$(realpath -m "$2") have=${3:-}
 [[ -z $have || -f $have ]] || { echo "$have: no such file; give a list of installed packages or leave it out" >&2; exit 2; }
+[[ -z $have ]] || have=$(realpath "$have")
+cd "$(dirname "$0")/.."   # the project, for pyproject.toml
 
 # the project's dependencies from pyproject.toml, less torch
 mapfile -t requirements < <(python3 - <<'PY'
