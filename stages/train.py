@@ -8,6 +8,8 @@ Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
 import argparse
 from pathlib import Path
 
+import torch.distributed as dist
+
 from skunet.config import check_dataset, check_model, load_params
 from skunet.errors import exit_on_error
 from skunet.training import model_config, train, train_config
@@ -31,6 +33,8 @@ def main() -> None:
         log_csv=Path("plots/train") / dataset / f"{model}.csv",
         state_path=Path(".skunet-state") / f"{dataset}-{model}.pt",
     )
+    if dist.is_initialized():  # launched by torchrun
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

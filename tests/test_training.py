@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT
+from skunet.config import deep_merge
 from skunet.models import ModelConfig, build_model
 from skunet.training import (
     TrainConfig,
@@ -252,3 +254,24 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert payload["world_size"] == 2
     log = np.genfromtxt(out / "log.csv", delimiter=",", names=True)
     assert len(log) == CFG.epochs
+
+
+@pytest.mark.slow
+def test_the_train_stage_under_torchrun(tmp_path):
+    """The README's command, `torchrun --nproc_per_node 2 stages/train.py drive unet`, on two CPU
+    processes in a workspace with tiny data: it exits 0 and writes a 2-rank checkpoint and log."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = deep_merge(params, {"train": {"common": {"epochs": 2}, "drive": {"batch_size": 4}},
+                                 "models": {"unet": {"base_width": 4, "depth": 2}}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(ROOT / "stages" / "train.py"), "drive", "unet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = torch.load(tmp_path / "models" / "drive" / "unet.pt", weights_only=True)
+    assert payload["world_size"] == 2 and payload["model_config"]["depth"] == 2
+    assert len(np.genfromtxt(tmp_path / "plots" / "train" / "drive" / "unet.csv", delimiter=",", names=True)) == 2

@@ -321,7 +321,9 @@ def train(
     fingerprint = _fingerprint(mcfg, cfg, data, ddp.world)
     start_epoch, best, history = 1, {"val_loss": float("inf"), "epoch": 0, "state": None}, []
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        # on the host: load_state_dict copies onto the model's device, and the best weights in
+        # the state stay host tensors, as the final checkpoint keeps them
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
