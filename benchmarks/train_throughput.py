@@ -103,8 +103,7 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
                              on_device=True, channels_last=True)
 
         def batches():
-            for s in range(steps + 1):
-                yield source.batch(rows[s * batch : (s + 1) * batch])
+            return source.batches([rows[s * batch : (s + 1) * batch] for s in range(steps + 1)])
     else:
         net = model
         folder = Path(tempfile.mkdtemp(prefix="skunet-bench-"))

@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -157,18 +157,30 @@ class BatchSource:
         else:
             self.images, self.labels = data.images, data.labels
 
-    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def batches(self, row_lists: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The (input, label) batches for `row_lists`, in order.
+
+        On the device the rows of all the batches go over in one (pinned, asynchronous) copy, so
+        the steps themselves make no host copy and no host sync.
+        """
         if isinstance(self.images, torch.Tensor):
-            idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-            if self.device.type == "cuda":  # a pinned, asynchronous copy: no host sync per step
-                idx = idx.pin_memory().to(self.device, non_blocking=True)
-            x, y = self.images[idx], self.labels[idx]
+            flat = torch.from_numpy(np.concatenate(row_lists).astype(np.int64))
+            if self.device.type == "cuda":
+                flat = flat.pin_memory().to(self.device, non_blocking=True)
+            start = 0
+            for rows in row_lists:
+                idx = flat[start : start + len(rows)]
+                start += len(rows)
+                yield self._to_float(self.images[idx], self.labels[idx])
         else:
-            order = np.sort(rows)  # memory-mapped reads in file order, then restore the order
-            back = np.argsort(np.argsort(rows))
-            x = torch.from_numpy(np.asarray(self.images[order])[back])
-            y = torch.from_numpy(np.asarray(self.labels[order])[back])
-            x, y = x.to(self.device), y.to(self.device)
+            for rows in row_lists:
+                order = np.sort(rows)  # memory-mapped reads in file order, then restore the order
+                back = np.argsort(np.argsort(rows))
+                x = torch.from_numpy(np.asarray(self.images[order])[back]).to(self.device)
+                y = torch.from_numpy(np.asarray(self.labels[order])[back]).to(self.device)
+                yield self._to_float(x, y)
+
+    def _to_float(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.permute(0, 3, 1, 2).float().div_(255)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -246,8 +258,7 @@ def validate(model, source: BatchSource, rows: np.ndarray, batch_size: int, fast
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=source.device)  # loss, tp, fp, fn
     count = 0
-    for start in range(0, len(rows), batch_size):
-        x, y = source.batch(rows[start : start + batch_size])
+    for x, y in source.batches([rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]):
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=fast):
             logits = model(x)
         pred, truth = logits > 0, y > 0.5
@@ -351,14 +362,15 @@ def train(
         rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
         net.train()
         total, seen = torch.zeros((), device=device), 0
-        steps = batches(len(data.train_idx), cfg.batch_size, rng)
-        bar = tqdm(steps, desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}",
-                   disable=not ddp.main, leave=False)
-        for step in bar:
+        step_rows = []
+        for step in batches(len(data.train_idx), cfg.batch_size, rng):
             rows = data.train_idx[step][ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
             if len(rows) < 2:  # a short last batch may leave a rank with too few rows
                 rows = data.train_idx[step][:2]
-            x, y = source.batch(rows)
+            step_rows.append(rows)
+        bar = tqdm(zip(step_rows, source.batches(step_rows)), total=len(step_rows),
+                   desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}", disable=not ddp.main, leave=False)
+        for rows, (x, y) in bar:
             loss = forward_loss(net, x, y, fast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
