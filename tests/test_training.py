@@ -192,8 +192,8 @@ def test_fast_path_matches_fp32_within_bf16_tolerance(model):
 
 def test_fast_path_training_loop_runs_and_resumes_on_the_cpu(tmp_path):
     """The whole fast-path loop (uint8 set held as tensors on the device, channels_last, bf16
-    autocast in training and validation), forced on the CPU: the loss falls, the checkpoint loads
-    into a plain fp32 model, and a stopped run resumes to bit-identical weights."""
+    autocast in training and validation, fused Adam), forced on the CPU: the loss falls, the
+    checkpoint loads into a plain fp32 model, and a stopped run resumes to bit-identical weights."""
     data = make_data(tmp_path / "data")
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

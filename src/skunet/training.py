@@ -4,7 +4,8 @@ Two paths, one loop:
 - CPU (and CUDA with fast_path off): fp32 eager, batches cut from the uint8 arrays on the host.
   Simple and deterministic for a given seed.
 - CUDA fast path: the whole augmented training set lives on the GPU as uint8 (no per-step
-  decoding or host copies), bf16 autocast, channels_last, cudnn benchmark, optional torch.compile.
+  decoding or host copies), bf16 autocast, channels_last, fused Adam, cudnn benchmark, optional
+  torch.compile.
 
 Determinism and resume: every epoch reseeds the global RNG from (seed, epoch), so the shuffle and
 the DropBlock masks of epoch e do not depend on what ran before. The full training state is saved
@@ -324,8 +325,8 @@ def train(
     model = build_model(mcfg).to(device)
     if fast:
         model = model.to(memory_format=torch.channels_last)
-    # on CUDA, the fused kernel: one launch per step for the whole update (same Adam algorithm)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    # the fast path's Adam is the fused kernel: one launch per step for the whole update
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fast)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr
     )
