@@ -5,7 +5,7 @@
 
 For each model, on the device present (CUDA if available, else CPU), in the same run:
 - fast path: what training uses on CUDA: the uint8 training set held on the device, bf16 autocast,
-  channels_last, cudnn benchmark (and torch.compile with --compile);
+  channels_last, fused Adam, cudnn benchmark (and torch.compile with --compile);
 - naive path: fp32 eager, a torch DataLoader decoding PNG files from disk every step;
 - the ratio fast / naive in images per second, and peak memory (CUDA: max allocated; CPU: the
   process's peak resident set, each measurement in a fresh process);
@@ -89,7 +89,6 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
     size, batch, keep = PAPER[dataset]
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name, keep_prob=keep)).to(dev).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     n = batch * (steps + 1)
     images, labels = synthetic_set(n, size)
     fast = path == "fast"
@@ -116,6 +115,7 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
             for x, y in loader:
                 yield x.to(dev), y.to(dev)
 
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fast)  # as training does
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = None
