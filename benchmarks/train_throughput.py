@@ -10,7 +10,9 @@ For each model, on the device present (CUDA if available, else CPU), in the same
 - the ratio fast / naive in images per second, and peak memory (CUDA: max allocated; CPU: the
   process's peak resident set, each measurement in a fresh process);
 - FLOPs per training step (forward + backward, counted by torch.utils.flop_counter) and the floor
-  for one paper epoch (468 images) at the device's measured dense matmul rate.
+  for one paper epoch (468 images) at the device's measured dense matmul rate;
+- the time the measured models' trainings would take at the fast path's rate (params.yaml's
+  epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
 Results print as a table and are written to benchmarks/results/<device>-<dataset>.json.
 On a CPU, bf16 autocast is emulated and usually slower than fp32: the ratio says so honestly.
 """
@@ -31,6 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from skunet.config import load_params
 from skunet.models import MODEL_NAMES, ModelConfig, build_model
 from skunet.training import BatchSource, TrainingData, forward_loss
 
@@ -186,11 +189,17 @@ def main() -> None:
             f"fast/naive {result['ratio']:5.2f}x  {result['gflop_per_step']:8.1f} GFLOP/step  "
             f"epoch floor {result['epoch_floor_s']:8.2f} s (fast path {result['epoch_fast_s']:8.1f} s)"
         )
+    # a planning figure: the measured models' trainings at the fast path's rate, paper epochs,
+    # without validation, evaluation or start-up
+    epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
+    training_s = epochs * sum(r["epoch_fast_s"] for r in rows)
+    print(f"{len(rows)} training(s) of {epochs} epochs on {args.dataset} at these rates: {training_s / 60:.1f} min")
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
     slug = "cuda" if dev.type == "cuda" else "cpu"
     report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": args.steps,
-              "matmul_tflops": rate / 1e12, "torch": str(torch.__version__), "models": rows}
+              "matmul_tflops": rate / 1e12, "torch": str(torch.__version__), "models": rows,
+              "epochs": epochs, "trainings_s": training_s}
     (out_dir / f"{slug}-{args.dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
