@@ -6,14 +6,17 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import albumentations as A
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from conftest import ROOT
 from skunet.cli import copy_tracked
+from skunet.config import deep_merge
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +68,38 @@ def test_corrupted_real_archive_gives_a_checksum_error_and_no_output(workspace, 
     assert result.returncode != 0
     assert "CHASEDB1.zip: checksum mismatch" in result.stderr + result.stdout
     assert not (workspace / "data" / "raw" / "chase").exists()
+
+
+def test_queued_trainings_come_back_through_the_run_cache(workspace):
+    """The README's scaling recipe at a tiny size: two trainings as parallel workers of DVC's
+    experiment queue, then `dvc repro` takes both from the run cache instead of training again."""
+    params = deep_merge(yaml.safe_load((workspace / "params.yaml").read_text()),
+                        yaml.safe_load((workspace / "params.smoke.yaml").read_text()))
+    params = deep_merge(params, {"train": {"common": {"epochs": 1, "max_train_samples": 8}}})
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    data = dvc("repro", "augment@drive", "augment@chase", cwd=workspace)
+    assert data.returncode == 0, data.stderr[-2000:]
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run([*git, "commit", "-qam", "tiny profile and data"], cwd=workspace, check=True)
+
+    for dataset in ("drive", "chase"):
+        queued = dvc("exp", "run", "--queue", "-n", f"q-{dataset}", f"train@{dataset}-unet", cwd=workspace)
+        assert queued.returncode == 0, queued.stderr[-2000:]
+    try:
+        assert dvc("queue", "start", "-j", "2", cwd=workspace).returncode == 0
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            status = dvc("queue", "status", cwd=workspace).stdout
+            if status.count("Success") + status.count("Failed") >= 2:
+                break
+            time.sleep(2)
+        assert status.count("Success") == 2, status
+    finally:
+        dvc("queue", "stop", "--kill", cwd=workspace)
+
+    merged = dvc("repro", "train@drive-unet", "train@chase-unet", cwd=workspace)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    assert merged.stdout.count("is cached - skipping run") == 2, merged.stdout
+    assert "Running stage 'train@" not in merged.stdout
+    for dataset in ("drive", "chase"):
+        assert (workspace / "models" / dataset / "unet.pt").exists()
