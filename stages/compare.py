@@ -31,11 +31,8 @@ def qualitative(dataset: str, threshold: float, path: Path) -> None:
     """The paper's Fig. 5/6: the first test image, each model's prediction and its errors."""
     raw = Path("data/raw") / dataset
     stem = json.loads((raw / "manifest.json").read_text())["test"][0]
-    predictions = [
-        (model, read_png(Path("predictions") / dataset / model / f"{stem}.png", "L") / 255.0)
-        for model in MODELS
-        if (Path("predictions") / dataset / model / f"{stem}.png").is_file()
-    ]
+    pngs = {model: Path("predictions") / dataset / model / f"{stem}.png" for model in MODELS}
+    predictions = [(model, read_png(png, "L") / 255.0) for model, png in pngs.items() if png.is_file()]
     plot_qualitative(
         read_png(raw / "images" / f"{stem}.png", "RGB"),
         predictions,

@@ -19,6 +19,7 @@ from skunet.cli import copy_tracked
 from skunet.config import deep_merge
 
 pytestmark = pytest.mark.slow
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
 
 
 def dvc(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -31,10 +32,9 @@ def workspace(tmp_path, mirror):
     """The tracked project files in a fresh git repository."""
     work = tmp_path / "work"
     copy_tracked(ROOT, work)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*git, "commit", "-qm", "project"], cwd=work, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
     return work
 
 
@@ -79,8 +79,7 @@ def test_queued_trainings_come_back_through_the_run_cache(workspace):
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     data = dvc("repro", "augment@drive", "augment@chase", cwd=workspace)
     assert data.returncode == 0, data.stderr[-2000:]
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
-    subprocess.run([*git, "commit", "-qam", "tiny profile and data"], cwd=workspace, check=True)
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile and data"], cwd=workspace, check=True)
 
     for dataset in ("drive", "chase"):
         queued = dvc("exp", "run", "--queue", "-n", f"q-{dataset}", f"train@{dataset}-unet", cwd=workspace)

@@ -56,7 +56,11 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
         With one line naming the file and the offending key when the layout is wrong.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    return _reference_from(_read_yaml(path), path)
+
+
+def _reference_from(data: Any, path: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """The checks of :func:`load_reference` on the already parsed contents of `path`."""
     if not isinstance(data, dict) or not data:
         raise ComparisonInputError(
             f"{path}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
@@ -97,8 +101,9 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
     ``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value}}``.
     """
     path = Path(path)
-    reference = load_reference(path)
-    tolerances = _read_yaml(path).get("tolerances")
+    data = _read_yaml(path)
+    reference = _reference_from(data, path)
+    tolerances = data.get("tolerances")
     if not isinstance(tolerances, dict) or not tolerances:
         raise ComparisonInputError(
             f"{path}: key 'tolerances' must map metric names to non-negative numbers"

@@ -68,10 +68,11 @@ def evaluate_model(
     except FileNotFoundError as err:
         raise SkunetError(f"{err.filename}: missing; run `dvc repro resize@{resized_dir.name}` first") from None
     probs = [to_native(p, labels.shape[1:]) for p in predict(model, images, device)]
+    levels = [metrics.probability_to_uint8(p) for p in probs]  # what the PNGs hold
 
     with atomic_dir(predictions_dir) as tmp:
-        for stem, prob in zip(meta["test"], probs):
-            Image.fromarray(metrics.probability_to_uint8(prob)).save(tmp / f"{stem}.png")
+        for stem, level in zip(meta["test"], levels):
+            Image.fromarray(level).save(tmp / f"{stem}.png")
 
     result = metrics.evaluate(list(labels), probs, list(fovs), threshold)
     with atomic_file(metrics_path) as tmp:
@@ -82,9 +83,9 @@ def evaluate_model(
     # Curves for plots at the stored 8-bit resolution (what the PNGs hold; histogram-fast);
     # the AUC in the metrics file comes from the full-precision probabilities.
     y = labels.ravel()
-    levels = np.concatenate([metrics.probability_to_uint8(q).ravel() for q in probs])
+    all_levels = np.concatenate([level.ravel() for level in levels])
     for kind, curve in (("roc", metrics.roc_curve_points), ("pr", metrics.pr_curve_points)):
-        points = curve(y, levels, curve_points)
+        points = curve(y, all_levels, curve_points)
         points["threshold"] = [t / 255 for t in points["threshold"]]
         _write_csv(plots_dir / kind / f"{name}.csv", metrics.curve_rows(points))
     return result
