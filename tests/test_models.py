@@ -301,16 +301,40 @@ def test_dropblock_drops_about_one_minus_keep_prob(layout: torch.memory_format) 
 
 def test_one_seed_drops_one_block_inside_the_map() -> None:
     block, size = 5, 12
-    seeds = torch.zeros(1, 1, size - block + 1, size - block + 1)
-    seeds[0, 0, 2, 3] = 1
-    expected = torch.zeros(1, 1, size, size)
-    expected[0, 0, 2 : 2 + block, 3 : 3 + block] = 1
-    torch.testing.assert_close(expand_seeds(seeds, block), expected)
+    seeds = torch.zeros(1, 1, size - block + 1, size - block + 1, dtype=torch.bool)
+    seeds[0, 0, 2, 3] = True
+    expected = torch.zeros(1, 1, size, size, dtype=torch.bool)
+    expected[0, 0, 2 : 2 + block, 3 : 3 + block] = True
+    assert torch.equal(expand_seeds(seeds, block), expected)
     # the last valid seed puts its block flush with the bottom-right corner
     seeds.zero_()
-    seeds[0, 0, -1, -1] = 1
+    seeds[0, 0, -1, -1] = True
     mask = expand_seeds(seeds, block)
     assert mask.sum() == block**2 and mask[0, 0, -block:, -block:].all()
+
+
+@pytest.mark.parametrize("block", range(1, 10))
+def test_expand_seeds_is_the_square_max_pool_of_algorithm_1(block: int) -> None:
+    """The doubling or-passes give exactly Algorithm 1's max pool over the zero-padded seeds, for
+    odd and even blocks and blocks that are not powers of two."""
+    generator = torch.Generator().manual_seed(block)
+    seeds = torch.rand(2, 3, 23, 17, generator=generator) < 0.05
+    pad = block - 1
+    pooled = F.max_pool2d(F.pad(seeds.float(), (pad, pad, pad, pad)), block, stride=1)
+    assert torch.equal(expand_seeds(seeds, block), pooled.bool())
+
+
+def test_dropblock_gradient_is_the_scaled_mask() -> None:
+    """d(output)/d(input) is count / count_kept on kept units and 0 on dropped ones."""
+    x = (0.5 + torch.rand(2, 4, 30, 30)).requires_grad_()
+    torch.manual_seed(5)
+    y = DropBlock2d(5, keep_prob=0.8).train()(x)
+    y.sum().backward()
+    kept = y != 0  # x >= 0.5 everywhere, so a zero output is a dropped unit
+    scale = kept.numel() / kept.sum()
+    assert 0 < kept.sum() < kept.numel()
+    torch.testing.assert_close(x.grad, kept.float() * scale)
+    torch.testing.assert_close(y, x.detach() * kept * scale)
 
 
 @LAYOUTS

@@ -39,26 +39,35 @@ def seed_rate(keep_prob: float, block_size: int, height: int, width: int) -> flo
 
 
 def expand_seeds(seeds: Tensor, block_size: int) -> Tensor:
-    """Grow seeds of the valid region into the block mask (1 = dropped) of the full map.
+    """Grow boolean seeds of the valid region into the block mask (True = dropped) of the full map.
 
     `seeds` is (N, C, H - block_size + 1, W - block_size + 1); a seed at (i, j) drops the square
     [i, i + block_size) x [j, j + block_size), so every block lies wholly inside the (N, C, H, W)
     result. Seeds anchor the block's top-left corner, which is the same as Ghiasi et al.'s centred
     blocks with seeds restricted to the centres that leave the block inside the map.
+
+    The square is a max (logical or) over a sliding window, done by doubling: once every pixel
+    covers `width` seeds along an axis, or-ing it with its neighbour `step` <= `width` away covers
+    `width + step`. That is about log2(block_size) boolean passes per axis, where a max pool
+    (as Algorithm 1 writes it) reads block_size float values per pixel and axis.
     """
     pad = block_size - 1
-    padded = F.pad(seeds, (pad, pad, pad, pad))
-    # a square max is a row max of column maxes: 2k comparisons per pixel instead of k*k
-    rows = F.max_pool2d(padded, kernel_size=(1, block_size), stride=1)
-    return F.max_pool2d(rows, kernel_size=(block_size, 1), stride=1)
+    mask = F.pad(seeds, (pad, pad, pad, pad))
+    width = 1
+    while width < block_size:
+        step = min(width, block_size - width)
+        mask = mask[..., step:] | mask[..., :-step]
+        mask = mask[..., step:, :] | mask[..., :-step, :]
+        width += step
+    return mask
 
 
 class DropBlock2d(nn.Module):
     """Drop block_size x block_size squares of each channel in training; identity in eval.
 
     Algorithm 1 of Ghiasi et al.: draw seeds ~ Bernoulli(gamma) (Eq. 1, `seed_rate`) in the valid
-    region, independently per sample and channel; expand each seed to a square by max pooling; zero
-    the squares; rescale the survivors by count(mask) / count_ones(mask) so the expected activation
+    region, independently per sample and channel; expand each seed to a square (a sliding-window
+    max, `expand_seeds`); zero the squares; rescale the survivors by count(mask) / count_ones(mask) so the expected activation
     is unchanged. Seeds come from the global torch RNG, so `torch.manual_seed` makes a run repeat.
 
     Args:
@@ -86,7 +95,12 @@ class DropBlock2d(nn.Module):
         block = min(self.block_size, h, w)
         gamma = seed_rate(self.keep_prob, block, h, w)
         seeds = torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma
-        keep = 1.0 - expand_seeds(seeds.float(), block)
-        # the clamp only matters when every unit of the batch is dropped (tiny maps)
-        scale = keep.numel() / keep.sum().clamp_min(1.0)
-        return x * (keep * scale).to(dtype=x.dtype)
+        drop = expand_seeds(seeds, block)
+        # an integer count is exact past 2**24 units and stays on the device (no host sync);
+        # count_nonzero reads the mask as it is, where sum would first widen it to int64; the
+        # clamp only matters when every unit of the batch is dropped (tiny maps)
+        kept = drop.numel() - torch.count_nonzero(drop)
+        scale = (drop.numel() / kept.clamp_min(1)).to(dtype=x.dtype)
+        # scaling first and filling in place keeps x's memory layout (channels_last stays so), and
+        # autograd keeps the one-byte mask rather than a float copy of it
+        return x.mul(scale).masked_fill_(drop, 0)
