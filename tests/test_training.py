@@ -120,6 +120,8 @@ def test_resume_after_a_stop_gives_the_same_weights(tmp_path):
     a, b = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "b" / "model.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # byte for byte, so DVC sees the same output (no temporary file name inside the archive)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
 
 
 def test_stale_resume_state_is_ignored(tmp_path):

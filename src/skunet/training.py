@@ -291,6 +291,17 @@ def dvc_data_md5(dataset: str, lock: Path = Path("dvc.lock")) -> str | None:
     return None
 
 
+def save_atomic(obj: Any, path: Path) -> None:
+    """`torch.save` to `path` through a temporary file, writing by file handle.
+
+    Given a path, torch.save names the archive's root folder after the file, here the random
+    temporary name, so two identical checkpoints would differ byte for byte and DVC would see a
+    changed output; given a handle, the root is always `archive`.
+    """
+    with atomic_file(path) as tmp, tmp.open("wb") as fh:
+        torch.save(obj, fh)
+
+
 def train(
     mcfg: ModelConfig,
     cfg: TrainConfig,
@@ -405,8 +416,7 @@ def train(
             state = {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "best": best, "history": history}
-            with atomic_file(state_path) as tmp:
-                torch.save(state, tmp)
+            save_atomic(state, state_path)
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
             return {"stopped_after": epoch}
 
@@ -429,8 +439,7 @@ def train(
             "world_size": ddp.world,
             "state_dict": best["state"],
         }
-        with atomic_file(checkpoint) as tmp:
-            torch.save(payload, tmp)
+        save_atomic(payload, checkpoint)
         with atomic_file(log_csv) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
             writer.writeheader()
