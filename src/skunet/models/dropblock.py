@@ -101,6 +101,9 @@ class DropBlock2d(nn.Module):
         # clamp only matters when every unit of the batch is dropped (tiny maps)
         kept = drop.numel() - torch.count_nonzero(drop)
         scale = (drop.numel() / kept.clamp_min(1)).to(dtype=x.dtype)
-        # scaling first and filling in place keeps x's memory layout (channels_last stays so), and
-        # autograd keeps the one-byte mask rather than a float copy of it
-        return x.mul(scale).masked_fill_(drop, 0)
+        # x first keeps x's memory layout (channels_last stays so), and autograd keeps the one-byte
+        # mask rather than a float copy of it. Not `x.mul(scale).masked_fill_(drop, 0)` or
+        # `torch.where`: inside a whole network, torch.compile (inductor, torch 2.13, CPU) gave
+        # other values than eager for those, with the same seeds; this form matches
+        # (tests/test_models.py, the compiled DropBlock test).
+        return x * drop.logical_not() * scale
