@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py --dataset drive            # paper resolution, 592 px
     python benchmarks/train_throughput.py --dataset chase --steps 5  # 1008 px
+    python benchmarks/train_throughput.py --size 64 --steps 1 --out /tmp/check.json  # a quick check
 
 For each model, on the device present (CUDA if available, else CPU), in the same run:
 - fast path: what training uses on CUDA: the uint8 training set held on the device, bf16 autocast,
@@ -13,7 +14,7 @@ For each model, on the device present (CUDA if available, else CPU), in the same
   for one paper epoch (468 images) at the device's measured dense matmul rate;
 - the time the measured models' trainings would take at the fast path's rate (params.yaml's
   epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
-Results print as a table and are written to benchmarks/results/<device>-<dataset>.json.
+Results print as a table and are written to benchmarks/results/<device>-<dataset>.json (--out).
 On a CPU, bf16 autocast is emulated and usually slower than fp32: the ratio says so honestly.
 """
 
@@ -86,10 +87,10 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool) -> dict:
+def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool, size: int) -> dict:
     """Images/s and peak memory of one (model, path); run in its own process."""
     dev = device()
-    size, batch, keep = PAPER[dataset]
+    _, batch, keep = PAPER[dataset]
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name, keep_prob=keep)).to(dev).train()
     n = batch * (steps + 1)
@@ -139,8 +140,8 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
     return {"images_per_s": steps * batch / elapsed, "peak_mib": peak}
 
 
-def flops_per_step(model_name: str, dataset: str) -> float:
-    size, batch, keep = PAPER[dataset]
+def flops_per_step(model_name: str, dataset: str, size: int) -> float:
+    _, batch, keep = PAPER[dataset]
     model = build_model(ModelConfig(name=model_name, keep_prob=keep)).train()
     x, y = torch.rand(batch, 3, size, size), (torch.rand(batch, 1, size, size) > 0.9).float()
     counter = FlopCounterMode(display=False)
@@ -155,23 +156,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (CUDA)")
+    parser.add_argument("--size", type=int, help="input size in px (default: the paper's for --dataset)")
+    parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/<device>-<dataset>.json)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    size = args.size or PAPER[args.dataset][0]
 
     if args.one:  # child process: one measurement, JSON on stdout
-        print(json.dumps(measure(args.one[0], args.dataset, args.one[1], args.steps, args.compile)))
+        print(json.dumps(measure(args.one[0], args.dataset, args.one[1], args.steps, args.compile, size)))
         return
 
     dev = device()
     name = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU x{torch.get_num_threads()}"
     rate = matmul_rate(dev)
-    size, batch, _ = PAPER[args.dataset]
+    batch = PAPER[args.dataset][1]
     print(f"device: {name}; measured matmul rate {rate / 1e12:.2f} TFLOP/s; {args.dataset} at {size} px, batch {batch}")
     rows = []
     for model in args.models:
         result = {"model": model}
         for path in ("fast", "naive"):
-            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps), "--one", model, path]
+            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps),
+                   "--size", str(size), "--one", model, path]
             if args.compile:
                 cmd.append("--compile")
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -179,7 +184,7 @@ def main() -> None:
             result[f"{path}_images_per_s"] = m["images_per_s"]
             result[f"{path}_peak_mib"] = m["peak_mib"]
         result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
-        result["gflop_per_step"] = flops_per_step(model, args.dataset) / 1e9
+        result["gflop_per_step"] = flops_per_step(model, args.dataset, size) / 1e9
         result["epoch_floor_s"] = result["gflop_per_step"] * 1e9 * EPOCH_IMAGES / batch / rate
         result["epoch_fast_s"] = EPOCH_IMAGES / result["fast_images_per_s"]
         rows.append(result)
@@ -194,13 +199,13 @@ def main() -> None:
     epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
     training_s = epochs * sum(r["epoch_fast_s"] for r in rows)
     print(f"{len(rows)} training(s) of {epochs} epochs on {args.dataset} at these rates: {training_s / 60:.1f} min")
-    out_dir = Path(__file__).parent / "results"
-    out_dir.mkdir(exist_ok=True)
     slug = "cuda" if dev.type == "cuda" else "cpu"
+    out = args.out or Path(__file__).parent / "results" / f"{slug}-{args.dataset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": args.steps,
               "matmul_tflops": rate / 1e12, "torch": str(torch.__version__), "models": rows,
               "epochs": epochs, "trainings_s": training_s}
-    (out_dir / f"{slug}-{args.dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
