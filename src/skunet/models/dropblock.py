@@ -67,8 +67,9 @@ class DropBlock2d(nn.Module):
 
     Algorithm 1 of Ghiasi et al.: draw seeds ~ Bernoulli(gamma) (Eq. 1, `seed_rate`) in the valid
     region, independently per sample and channel; expand each seed to a square (a sliding-window
-    max, `expand_seeds`); zero the squares; rescale the survivors by count(mask) / count_ones(mask) so the expected activation
-    is unchanged. Seeds come from the global torch RNG, so `torch.manual_seed` makes a run repeat.
+    max, `expand_seeds`); zero the squares; rescale the survivors by count(mask) / count_ones(mask)
+    so the expected activation is unchanged. Seeds come from the global torch RNG, so
+    `torch.manual_seed` makes a run repeat.
 
     Args:
         block_size: side of the dropped squares (paper: lost; SA-UNet lineage uses 7).
