@@ -53,29 +53,26 @@ def main() -> None:
     x = torch.rand(args.batch, args.size, args.size, 3).permute(0, 3, 1, 2)  # as training feeds it
     y = (torch.rand(args.batch, 1, args.size, args.size) > 0.9).float()
     print(f"{torch.get_num_threads()} threads, {args.size} px, batch {args.batch}, median of {args.reps}")
-    try:
-        for name in args.models:
-            for fast in (True, False):
-                model = build_model(ModelConfig(name=name)).train()
-                if fast:
-                    model = model.to(memory_format=torch.channels_last)
-                times: dict[str, list[float]] = {v: [] for v in variants}
-                for rep in range(args.reps + 1):
-                    for label, forward in variants.items():
-                        DropBlock2d.forward = forward
-                        model.zero_grad(set_to_none=True)
-                        start = time.perf_counter()
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                            loss = F.binary_cross_entropy_with_logits(model(x).float(), y)
-                        loss.backward()
-                        if rep:
-                            times[label].append(time.perf_counter() - start)
-                before, after = (statistics.median(times[v]) for v in variants)
-                path = "fast (bf16, channels_last)" if fast else "fp32"
-                print(f"{name:15s} {path:27s} step {before:6.2f} s (max pool) -> {after:6.2f} s "
-                      f"(current): {before / after:.2f}x", flush=True)
-    finally:
-        DropBlock2d.forward = variants["current"]
+    for name in args.models:
+        for fast in (True, False):
+            model = build_model(ModelConfig(name=name)).train()
+            if fast:
+                model = model.to(memory_format=torch.channels_last)
+            times: dict[str, list[float]] = {v: [] for v in variants}
+            for rep in range(args.reps + 1):
+                for label, forward in variants.items():
+                    DropBlock2d.forward = forward
+                    model.zero_grad(set_to_none=True)
+                    start = time.perf_counter()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+                        loss = F.binary_cross_entropy_with_logits(model(x).float(), y)
+                    loss.backward()
+                    if rep:
+                        times[label].append(time.perf_counter() - start)
+            before, after = (statistics.median(times[v]) for v in variants)
+            path = "fast (bf16, channels_last)" if fast else "fp32"
+            print(f"{name:15s} {path:27s} step {before:6.2f} s (max pool) -> {after:6.2f} s "
+                  f"(current): {before / after:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

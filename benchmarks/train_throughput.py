@@ -109,7 +109,8 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
             return source.batches([rows[s * batch : (s + 1) * batch] for s in range(steps + 1)])
     else:
         net = model
-        folder = Path(tempfile.mkdtemp(prefix="skunet-bench-"))
+        pngs = tempfile.TemporaryDirectory(prefix="skunet-bench-")  # removed when measure returns
+        folder = Path(pngs.name)
         for i in range(n):
             Image.fromarray(images[i]).save(folder / f"{i}.png", compress_level=1)
             Image.fromarray(labels[i]).save(folder / f"{i}_label.png", compress_level=1)
