@@ -1,4 +1,5 @@
-"""compare: reproduced vs published, cell by cell; metrics/compare.json, reports/report.md, figures."""
+"""compare: reproduced vs published, cell by cell; metrics/compare.json, reports/report.md (with the
+trainings: epochs, checkpointed epoch, time), figures."""
 
 import json
 from pathlib import Path
@@ -10,8 +11,8 @@ from skunet.compare import compare, flatten_for_dvc, load_reference, load_reprod
 from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
 from skunet.data.raw import read_png
 from skunet.errors import exit_on_error
-from skunet.report import plot_bars, plot_qualitative, plot_roc, write_markdown_report
-from skunet.training import run_context
+from skunet.report import plot_bars, plot_qualitative, plot_roc, plot_training_curves, write_markdown_report
+from skunet.training import run_context, training_summaries
 
 FIGURES = Path("plots/figures")
 
@@ -58,8 +59,11 @@ def main() -> None:
         qualitative(dataset, params["evaluate"]["threshold"], FIGURES / f"qualitative_{dataset}.png")
         figures[f"Predictions, {dataset}"] = FIGURES / f"qualitative_{dataset}.png"
 
+    training = training_summaries(Path("models"), Path("plots/train"))
+    figures["Training curves"] = plot_training_curves(training, FIGURES / "training.png")
+
     context = run_context(params["base"]["profile"], Path("models"))
-    write_markdown_report(results, Path("reports/report.md"), {**context, "figures": figures})
+    write_markdown_report(results, Path("reports/report.md"), {**context, "figures": figures}, training)
     compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
     with atomic_file(Path("metrics/compare.json")) as tmp:
         tmp.write_text(json.dumps(compare_json, indent=2) + "\n")

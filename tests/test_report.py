@@ -164,3 +164,34 @@ def test_results_section_from_files_missing(tmp_path):
 
 def test_plot_roc_without_curves(tmp_path):
     _assert_png(R.plot_roc({}, "chase", tmp_path / "roc_empty.png"))
+
+
+TRAINING = [
+    {"dataset": "drive", "model": "unet", "epochs": 2, "best_epoch": 2, "best_val_loss": 0.1234,
+     "best_val_f1": 0.8012, "seconds": 95.0, "device": "NVIDIA H100",
+     "log": [{"epoch": 1.0, "train_loss": 0.5, "val_loss": 0.3, "val_f1": 0.6, "lr": 1e-3, "seconds": 50.0},
+             {"epoch": 2.0, "train_loss": 0.2, "val_loss": 0.1234, "val_f1": 0.8012, "lr": 1e-3, "seconds": 45.0}]},
+    {"dataset": "chase", "model": "skunet", "epochs": 0, "best_epoch": 3, "best_val_loss": 0.2,
+     "best_val_f1": None, "seconds": 0.0, "device": "NVIDIA H100", "log": []},
+]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(9.44, "9.4 s"), (59.96, "60.0 s"), (252.4, "4 min 12 s"),
+                                               (3780, "1 h 03 min")])
+def test_format_duration(seconds, text):
+    assert R.format_duration(seconds) == text
+
+
+def test_report_lists_the_trainings(tmp_path):
+    text = R.write_markdown_report(_results(), tmp_path / "report.md", PAPER, TRAINING).read_text()
+    assert "| drive | unet | 2 | 2 | 0.1234 | 0.8012 | 1 min 35 s | 47.5 s | NVIDIA H100 |" in text
+    assert "| chase | skunet | 0 | 3 | 0.2000 |  | 0.0 s |  | NVIDIA H100 |" in text  # log missing
+    assert "2 trainings, 1 min 35 s in all." in text
+    assert text.index("## Training") > text.index("Protocol `fov`")
+    assert "## Training" not in R.write_markdown_report(_results(), tmp_path / "r2.md", PAPER).read_text()
+
+
+@pytest.mark.parametrize("rows", [TRAINING, []])
+def test_plot_training_curves(tmp_path, rows):
+    path = R.plot_training_curves(rows, tmp_path / "training.png")
+    _assert_png(path)

@@ -24,9 +24,11 @@ from skunet.training import (
     batches,
     forward_loss,
     load_checkpoint,
+    read_log,
     run_context,
     split_indices,
     train,
+    training_summaries,
 )
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
@@ -108,6 +110,25 @@ def test_checkpoints_carry_the_augmenting_libraries_into_the_run_context(tmp_pat
     context = run_context("paper", tmp_path / "models")
     assert context["augmented_with"] == "albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0"
     assert context["device"].startswith("CPU") and context["torch"] == str(torch.__version__)
+
+def test_training_summaries_read_the_checkpoints_and_the_logs(tmp_path):
+    data = make_data(tmp_path / "data")
+    mcfg = ModelConfig(name="unet", base_width=4, depth=3)
+    checkpoint, log_csv = tmp_path / "models" / "chase" / "unet.pt", tmp_path / "logs" / "chase" / "unet.csv"
+    for path in (checkpoint, log_csv):
+        path.parent.mkdir(parents=True)
+    train(mcfg, replace(CFG, epochs=3), "chase", data, checkpoint, log_csv, tmp_path / "state.pt",
+          device=torch.device("cpu"))
+    (row,) = training_summaries(tmp_path / "models", tmp_path / "logs")
+    log = read_log(log_csv)
+    payload = torch.load(checkpoint, weights_only=True)
+    assert (row["dataset"], row["model"], row["epochs"]) == ("chase", "unet", 3)
+    assert row["best_epoch"] == payload["epoch"] and row["best_val_loss"] == payload["best_val_loss"]
+    assert row["best_val_f1"] == log[payload["epoch"] - 1]["val_f1"]
+    assert row["seconds"] == sum(r["seconds"] for r in log) > 0
+    assert row["device"].startswith("CPU") and row["log"] == log
+    assert training_summaries(tmp_path / "models", tmp_path / "none")[0]["epochs"] == 0  # no log
+
 
 def test_resume_after_a_stop_gives_the_same_weights(tmp_path):
     data = make_data(tmp_path / "data")

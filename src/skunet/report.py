@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from skunet.atomic import atomic_file  # noqa: E402
 from skunet.compare import format_table, result_rows  # noqa: E402
@@ -131,10 +132,50 @@ def _tables(results: Mapping[str, Any], level: str) -> list[str]:
     return lines
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people say it: 9.4 s, 4 min 12 s, 1 h 03 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def _training_table(training: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The report's training section: epochs, the checkpointed epoch, and time per training."""
+    lines = [
+        "## Training",
+        "",
+        "Each checkpoint is the epoch with the lowest validation loss. Time: the epochs' times "
+        "summed from `plots/train/<dataset>/<model>.csv` (loading the data and building the "
+        "model are not counted).",
+        "",
+        "| dataset | model | epochs | best epoch | val loss | val F1 | training time | per epoch | device |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in training:
+        f1 = "" if row.get("best_val_f1") is None else f"{row['best_val_f1']:.4f}"
+        per_epoch = format_duration(row["seconds"] / row["epochs"]) if row["epochs"] else ""
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['epochs']} | {row['best_epoch']} | "
+            f"{row['best_val_loss']:.4f} | {f1} | {format_duration(row['seconds'])} | "
+            f"{per_epoch} | {row['device']} |"
+        )
+    total = sum(row["seconds"] for row in training)
+    lines += ["", f"{len(training)} trainings, {format_duration(total)} in all.", ""]
+    return lines
+
+
 def write_markdown_report(
-    result: Mapping[str, Any], path: Path | str, context: Mapping[str, Any]
+    result: Mapping[str, Any],
+    path: Path | str,
+    context: Mapping[str, Any],
+    training: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """Write the comparison report: provenance, one table per protocol, rankings, figure links.
+    """Write the comparison report: provenance, one table per protocol, rankings, the
+    trainings (when `training`, rows as :func:`skunet.training.training_summaries` gives them),
+    figure links.
 
     `result` is one :func:`skunet.compare.compare` result or ``{protocol: result}`` for both
     protocols (``paper`` is shown first). Figure links are relative to the report's folder.
@@ -148,6 +189,8 @@ def write_markdown_report(
         "",
     ]
     lines += _tables(result, "##")
+    if training:
+        lines += _training_table(training)
     figures = _figure_links(context.get("figures"), path.parent)
     if figures:
         lines += ["## Figures", ""] + figures + [""]
@@ -246,6 +289,41 @@ def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
     if isinstance(protocol, str):
         fig.suptitle(f"reproduced (protocol {protocol}) vs published")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save_figure(fig, path)
+
+
+def plot_training_curves(training: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
+    """Training curves, one row per dataset: train (solid) and validation (dashed) loss, and
+    validation F1, per epoch; a dot marks each model's checkpointed epoch.
+
+    `training` holds rows as :func:`skunet.training.training_summaries` gives them (``log``:
+    the per-epoch rows).
+    """
+    datasets = list(dict.fromkeys(row["dataset"] for row in training)) or ["(no trainings yet)"]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
+    colours = dict(zip(dict.fromkeys(row["model"] for row in training), plt.cm.tab10.colors))
+    if not training:
+        axes[0][0].text(0.5, 0.5, "no trainings yet", ha="center", va="center", color="0.4")
+    for (ax_loss, ax_f1), dataset in zip(axes, datasets):
+        for row in (r for r in training if r["dataset"] == dataset and r["log"]):
+            epoch = [r["epoch"] for r in row["log"]]
+            colour = colours[row["model"]]
+            ax_loss.plot(epoch, [r["train_loss"] for r in row["log"]], color=colour, label=row["model"])
+            ax_loss.plot(epoch, [r["val_loss"] for r in row["log"]], color=colour, linestyle="--")
+            ax_f1.plot(epoch, [r["val_f1"] for r in row["log"]], color=colour, label=row["model"])
+            best = next((r for r in row["log"] if int(r["epoch"]) == row["best_epoch"]), None)
+            if best is not None:
+                ax_loss.plot(best["epoch"], best["val_loss"], "o", color=colour, markersize=4)
+                ax_f1.plot(best["epoch"], best["val_f1"], "o", color=colour, markersize=4)
+        ax_loss.set_title(f"{dataset}: BCE loss (solid: train, dashed: validation)")
+        ax_f1.set_title(f"{dataset}: validation F1 (dot: checkpointed epoch)")
+        for ax in (ax_loss, ax_f1):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
     return _save_figure(fig, path)
 
 

@@ -36,6 +36,7 @@ import yaml
 from tqdm import tqdm
 
 from skunet.atomic import atomic_file
+from skunet.config import DATASETS, MODELS
 from skunet.errors import SkunetError
 from skunet.models import ModelConfig, build_model
 
@@ -465,6 +466,41 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    """The rows of a per-epoch training log (`LOG_FIELDS`), as numbers."""
+    with path.open(newline="") as fh:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(fh)]
+
+
+def training_summaries(models_dir: Path, logs_dir: Path) -> list[dict[str, Any]]:
+    """One row per trained model (datasets, then models, in the paper's order): epochs run, the
+    checkpointed (lowest validation loss) epoch with its validation loss and F1, the device, and
+    `seconds`, the epochs' times summed from the log (loading the data and building the model are
+    not counted). `log` holds the log's rows, empty when the log is missing."""
+    rows = []
+    for dataset in DATASETS:
+        for model in MODELS:
+            checkpoint = models_dir / dataset / f"{model}.pt"
+            if not checkpoint.is_file():
+                continue
+            payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            log_csv = logs_dir / dataset / f"{model}.csv"
+            epochs = read_log(log_csv) if log_csv.is_file() else []
+            best = next((r for r in epochs if int(r["epoch"]) == payload["epoch"]), {})
+            rows.append({
+                "dataset": dataset,
+                "model": model,
+                "epochs": len(epochs),
+                "best_epoch": payload["epoch"],
+                "best_val_loss": payload["best_val_loss"],
+                "best_val_f1": best.get("val_f1"),
+                "seconds": sum(r["seconds"] for r in epochs),
+                "device": str(payload.get("device", "unknown")),
+                "log": epochs,
+            })
+    return rows
 
 
 def run_context(profile: str, models_dir: Path) -> dict[str, str]:
