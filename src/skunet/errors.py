@@ -18,7 +18,9 @@ class SkunetError(Exception):
 
 
 def exit_on_error(main: F) -> F:
-    """Run `main`; turn a SkunetError into one line on stderr and exit status 2."""
+    """Run `main`; turn a SkunetError into one line on stderr and exit status 2, and Ctrl-C
+    (SIGINT) into one line and status 130, the shell's code for it. Outputs are written to a
+    temporary name and moved into place, so an interrupted stage leaves none half-written."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -28,5 +30,9 @@ def exit_on_error(main: F) -> F:
         except SkunetError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted: run the same command again to go on (a training resumes after "
+                  "its last completed epoch)", file=sys.stderr)
+            raise SystemExit(130) from None
 
     return wrapper  # type: ignore[return-value]
