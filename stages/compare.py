@@ -11,7 +11,14 @@ from skunet.compare import compare, flatten_for_dvc, load_reference, load_reprod
 from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
 from skunet.data.raw import read_png
 from skunet.errors import exit_on_error
-from skunet.report import plot_bars, plot_qualitative, plot_roc, plot_training_curves, write_markdown_report
+from skunet.report import (
+    format_duration,
+    plot_bars,
+    plot_qualitative,
+    plot_roc,
+    plot_training_curves,
+    write_markdown_report,
+)
 from skunet.training import run_context, training_summaries
 
 FIGURES = Path("plots/figures")
@@ -63,6 +70,9 @@ def main() -> None:
     figures["Training curves"] = plot_training_curves(training, FIGURES / "training.png")
 
     context = run_context(params["base"]["profile"], Path("models"))
+    if training:
+        total = format_duration(sum(row["seconds"] for row in training))
+        context["training_time"] = f"{total} for {len(training)} trainings (epoch times summed)"
     write_markdown_report(results, Path("reports/report.md"), {**context, "figures": figures}, training)
     compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
     with atomic_file(Path("metrics/compare.json")) as tmp:

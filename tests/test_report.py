@@ -124,6 +124,11 @@ def test_readme_results_section_says_when_no_paper_run():
     assert "Protocol `fov`" in text
 
 
+def test_provenance_names_the_training_time():
+    text = R.readme_results_section(_results(), {**PAPER, "training_time": "12 min 5 s for 6 trainings"})
+    assert "; training took 12 min 5 s for 6 trainings." in text
+
+
 def test_readme_results_section_paper_run():
     text = R.readme_results_section(C.flatten_for_dvc(_results()["paper"]), PAPER)
     assert "No paper-profile run" not in text

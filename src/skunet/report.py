@@ -7,9 +7,9 @@ target folder and moved into place, so an interrupted run never leaves half a re
 ``context`` (used by the Markdown writers) says where the numbers come from; keys, all optional:
 ``run`` (a run or experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...),
 ``device`` (e.g. "NVIDIA H100"), ``torch`` (its version), ``augmented_with`` (the library
-versions that drew the augmentations), ``date``, ``source`` (the compare JSON's path, default
-``metrics/compare.json``) and ``figures`` (``{caption: path}`` or a list of paths).
-:func:`skunet.training.run_context` gives the first five.
+versions that drew the augmentations), ``training_time`` (e.g. "12 min 5 s for 6 trainings"),
+``date``, ``source`` (the compare JSON's path, default ``metrics/compare.json``) and ``figures``
+(``{caption: path}`` or a list of paths). :func:`skunet.training.run_context` gives the first five.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def _provenance(context: Mapping[str, Any]) -> list[str]:
         line += f", {context['date']}"
     if context.get("augmented_with"):
         line += f"; augmentations drawn with {context['augmented_with']}"
+    if context.get("training_time"):
+        line += f"; training took {context['training_time']}"
     lines = [line + "."]
     if profile != "paper":
         lines += [
