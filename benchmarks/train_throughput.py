@@ -10,6 +10,8 @@ For each model, on the device present (CUDA if available, else CPU), in the same
 - naive path: fp32 eager, a torch DataLoader decoding PNG files from disk every step;
 - the ratio fast / naive in images per second, and peak memory (CUDA: max allocated; CPU: the
   process's peak resident set, each measurement in a fresh process);
+- the fast path's first step, which is not timed above: cudnn's autotuning and, with --compile,
+  the compilation happen there, once per training;
 - FLOPs per training step (forward + backward, counted by torch.utils.flop_counter) and the floor
   for one paper epoch (468 images) at the device's measured dense matmul rate;
 - the time the measured models' trainings would take at the fast path's rate (params.yaml's
@@ -123,11 +125,12 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fast)  # as training does
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = None
+    t_begin, t0 = time.perf_counter(), None
     for step, (x, y) in enumerate(batches()):
         if step == 1:  # the first step warms up (cudnn autotuning, compilation, allocator)
             sync(dev)
             t0 = time.perf_counter()
+            warmup = t0 - t_begin
         loss = forward_loss(net, x, y, fast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,7 +141,7 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"images_per_s": steps * batch / elapsed, "peak_mib": peak}
+    return {"images_per_s": steps * batch / elapsed, "peak_mib": peak, "warmup_s": warmup}
 
 
 def flops_per_step(model_name: str, dataset: str, size: int) -> float:
@@ -184,6 +187,7 @@ def main() -> None:
             m = json.loads(out.strip().splitlines()[-1])
             result[f"{path}_images_per_s"] = m["images_per_s"]
             result[f"{path}_peak_mib"] = m["peak_mib"]
+            result[f"{path}_warmup_s"] = m["warmup_s"]
         result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
         result["gflop_per_step"] = flops_per_step(model, args.dataset, size) / 1e9
         result["epoch_floor_s"] = result["gflop_per_step"] * 1e9 * EPOCH_IMAGES / batch / rate
@@ -193,7 +197,8 @@ def main() -> None:
             f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
             f"naive {result['naive_images_per_s']:8.2f} img/s ({result['naive_peak_mib']:7.0f} MiB)  "
             f"fast/naive {result['ratio']:5.2f}x  {result['gflop_per_step']:8.1f} GFLOP/step  "
-            f"epoch floor {result['epoch_floor_s']:8.2f} s (fast path {result['epoch_fast_s']:8.1f} s)"
+            f"epoch floor {result['epoch_floor_s']:8.2f} s (fast path {result['epoch_fast_s']:8.1f} s)  "
+            f"first step {result['fast_warmup_s']:.1f} s"
         )
     # a planning figure: the measured models' trainings at the fast path's rate, paper epochs,
     # without validation, evaluation or start-up

@@ -31,9 +31,10 @@ def test_throughput_benchmark_prints_ratio_throughput_and_floor_per_model(tmp_pa
     )
     for model in ("unet", "unet_dropblock", "skunet"):
         line = next(line for line in result.stdout.splitlines() if line.startswith(model + " "))
-        assert re.search(r"fast/naive\s+[\d.]+x.*GFLOP/step\s+epoch floor\s+[\d.]+ s", line), line
+        assert re.search(r"fast/naive\s+[\d.]+x.*GFLOP/step\s+epoch floor\s+[\d.]+ s.*first step [\d.]+ s$", line), line
     report = json.loads(out.read_text())
     assert report["size"] == 32 and [m["model"] for m in report["models"]] == ["unet", "unet_dropblock", "skunet"]
     # SKU-Net's SK blocks cost about twice U-Net's FLOPs (1136 against 593 GFLOP a step at 592 px)
     unet, _, skunet = report["models"]
+    assert all(m["fast_warmup_s"] > 0 and m["naive_warmup_s"] > 0 for m in report["models"])
     assert skunet["gflop_per_step"] > 1.5 * unet["gflop_per_step"] > 0
