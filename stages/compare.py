@@ -12,11 +12,11 @@ from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
 from skunet.data.raw import read_png
 from skunet.errors import exit_on_error
 from skunet.report import (
-    format_duration,
     plot_bars,
     plot_qualitative,
     plot_roc,
     plot_training_curves,
+    training_time,
     write_markdown_report,
 )
 from skunet.training import run_context, training_summaries
@@ -71,9 +71,9 @@ def main() -> None:
 
     context = run_context(params["base"]["profile"], Path("models"))
     if training:
-        total = format_duration(sum(row["seconds"] for row in training))
-        context["training_time"] = f"{total} for {len(training)} trainings (epoch times summed)"
-    write_markdown_report(results, Path("reports/report.md"), {**context, "figures": figures}, training)
+        context["training_time"] = f"{training_time(training)} (epoch times summed)"
+    report_context = {**context, "figures": figures}
+    write_markdown_report(results, Path("reports/report.md"), report_context, training)
     compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
     with atomic_file(Path("metrics/compare.json")) as tmp:
         tmp.write_text(json.dumps(compare_json, indent=2) + "\n")

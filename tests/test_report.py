@@ -177,12 +177,13 @@ TRAINING = [
      "log": [{"epoch": 1.0, "train_loss": 0.5, "val_loss": 0.3, "val_f1": 0.6, "lr": 1e-3, "seconds": 50.0},
              {"epoch": 2.0, "train_loss": 0.2, "val_loss": 0.1234, "val_f1": 0.8012, "lr": 1e-3, "seconds": 45.0}]},
     {"dataset": "chase", "model": "skunet", "epochs": 0, "best_epoch": 3, "best_val_loss": 0.2,
-     "best_val_f1": None, "seconds": 0.0, "device": "NVIDIA H100", "log": []},
+     "best_val_f1": None, "seconds": None, "device": "NVIDIA H100", "log": []},
 ]
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(9.44, "9.4 s"), (59.96, "60.0 s"), (252.4, "4 min 12 s"),
-                                               (3780, "1 h 03 min")])
+@pytest.mark.parametrize(("seconds", "text"), [(9.44, "9.4 s"), (59.94, "59.9 s"), (59.96, "1 min 0 s"),
+                                               (252.4, "4 min 12 s"), (3599.6, "1 h 00 min"),
+                                               (3659, "1 h 01 min"), (3780, "1 h 03 min")])
 def test_format_duration(seconds, text):
     assert R.format_duration(seconds) == text
 
@@ -190,8 +191,9 @@ def test_format_duration(seconds, text):
 def test_report_lists_the_trainings(tmp_path):
     text = R.write_markdown_report(_results(), tmp_path / "report.md", PAPER, TRAINING).read_text()
     assert "| drive | unet | 2 | 2 | 0.1234 | 0.8012 | 1 min 35 s | 47.5 s | NVIDIA H100 |" in text
-    assert "| chase | skunet | 0 | 3 | 0.2000 |  | 0.0 s |  | NVIDIA H100 |" in text  # log missing
-    assert "2 trainings, 1 min 35 s in all." in text
+    assert "| chase | skunet | 0 | 3 | 0.2000 |  | no log |  | NVIDIA H100 |" in text
+    assert "1 min 35 s for 1 of 2 trainings (1 without a log)." in text
+    assert R.training_time(TRAINING[:1]) == "1 min 35 s for 1 training"
     assert text.index("## Training") > text.index("Protocol `fov`")
     assert "## Training" not in R.write_markdown_report(_results(), tmp_path / "r2.md", PAPER).read_text()
 

@@ -18,6 +18,7 @@ import yaml
 
 from conftest import ROOT
 from skunet.config import deep_merge
+from skunet.errors import SkunetError
 from skunet.models import ModelConfig, build_model
 from skunet.training import (
     TrainConfig,
@@ -97,7 +98,6 @@ def test_training_writes_checkpoint_and_log_and_loss_falls(tmp_path):
     assert not model.training
 
 
-
 def test_checkpoints_carry_the_augmenting_libraries_into_the_run_context(tmp_path):
     data = make_data(tmp_path / "data")
     libraries = {"albumentations": "2.0.8", "numpy": "2.2.6", "opencv": "4.12.0"}
@@ -127,7 +127,11 @@ def test_training_summaries_read_the_checkpoints_and_the_logs(tmp_path):
     assert row["best_val_f1"] == log[payload["epoch"] - 1]["val_f1"]
     assert row["seconds"] == sum(r["seconds"] for r in log) > 0
     assert row["device"].startswith("CPU") and row["log"] == log
-    assert training_summaries(tmp_path / "models", tmp_path / "none")[0]["epochs"] == 0  # no log
+    (no_log,) = training_summaries(tmp_path / "models", tmp_path / "none")
+    assert no_log["epochs"] == 0 and no_log["seconds"] is None and no_log["best_val_f1"] is None
+    log_csv.write_text("epoch,train_loss\n1,0.5\n")
+    with pytest.raises(SkunetError, match="unet.csv: not a training log"):
+        training_summaries(tmp_path / "models", tmp_path / "logs")
 
 
 def test_resume_after_a_stop_gives_the_same_weights(tmp_path):

@@ -135,13 +135,14 @@ def _tables(results: Mapping[str, Any], level: str) -> list[str]:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration as people say it: 9.4 s, 4 min 12 s, 1 h 03 min."""
-    if seconds < 60:
+    """A duration as people say it: 9.4 s, 4 min 12 s, 1 h 03 min (rounded to the unit shown)."""
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    if round(seconds) < 3600:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _training_table(training: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -153,20 +154,32 @@ def _training_table(training: Sequence[Mapping[str, Any]]) -> list[str]:
         "summed from `plots/train/<dataset>/<model>.csv` (loading the data and building the "
         "model are not counted).",
         "",
-        "| dataset | model | epochs | best epoch | val loss | val F1 | training time | per epoch | device |",
+        "| dataset | model | epochs | best epoch | val loss | val F1 | training time | per epoch "
+        "| device |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in training:
         f1 = "" if row.get("best_val_f1") is None else f"{row['best_val_f1']:.4f}"
-        per_epoch = format_duration(row["seconds"] / row["epochs"]) if row["epochs"] else ""
+        timed = row.get("seconds") is not None and row["epochs"] > 0
+        took = format_duration(row["seconds"]) if timed else "no log"
+        per_epoch = format_duration(row["seconds"] / row["epochs"]) if timed else ""
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['epochs']} | {row['best_epoch']} | "
-            f"{row['best_val_loss']:.4f} | {f1} | {format_duration(row['seconds'])} | "
-            f"{per_epoch} | {row['device']} |"
+            f"{row['best_val_loss']:.4f} | {f1} | {took} | {per_epoch} | {row['device']} |"
         )
-    total = sum(row["seconds"] for row in training)
-    lines += ["", f"{len(training)} trainings, {format_duration(total)} in all.", ""]
+    lines += ["", f"{training_time(training)}.", ""]
     return lines
+
+
+def training_time(training: Sequence[Mapping[str, Any]]) -> str:
+    """The trainings' time in all, saying how many of them it covers: "12 min 5 s for 6
+    trainings", or "... for 5 of 6 trainings (1 without a log)"."""
+    timed = [row["seconds"] for row in training if row.get("seconds") is not None]
+    text = f"{format_duration(sum(timed))} for "
+    if len(timed) == len(training):
+        return text + f"{len(training)} training{'' if len(training) == 1 else 's'}"
+    missing = len(training) - len(timed)
+    return text + f"{len(timed)} of {len(training)} trainings ({missing} without a log)"
 
 
 def write_markdown_report(
@@ -310,7 +323,8 @@ def plot_training_curves(training: Sequence[Mapping[str, Any]], path: Path | str
         for row in (r for r in training if r["dataset"] == dataset and r["log"]):
             epoch = [r["epoch"] for r in row["log"]]
             colour = colours[row["model"]]
-            ax_loss.plot(epoch, [r["train_loss"] for r in row["log"]], color=colour, label=row["model"])
+            ax_loss.plot(epoch, [r["train_loss"] for r in row["log"]], color=colour,
+                         label=row["model"])
             ax_loss.plot(epoch, [r["val_loss"] for r in row["log"]], color=colour, linestyle="--")
             ax_f1.plot(epoch, [r["val_f1"] for r in row["log"]], color=colour, label=row["model"])
             best = next((r for r in row["log"] if int(r["epoch"]) == row["best_epoch"]), None)

@@ -471,14 +471,19 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
 def read_log(path: Path) -> list[dict[str, float]]:
     """The rows of a per-epoch training log (`LOG_FIELDS`), as numbers."""
     with path.open(newline="") as fh:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(fh)]
+        try:
+            return [{key: float(row[key]) for key in LOG_FIELDS} for row in csv.DictReader(fh)]
+        except (KeyError, TypeError, ValueError):
+            raise SkunetError(f"{path}: not a training log with columns {', '.join(LOG_FIELDS)}; "
+                              "re-run its train stage") from None
 
 
 def training_summaries(models_dir: Path, logs_dir: Path) -> list[dict[str, Any]]:
     """One row per trained model (datasets, then models, in the paper's order): epochs run, the
     checkpointed (lowest validation loss) epoch with its validation loss and F1, the device, and
     `seconds`, the epochs' times summed from the log (loading the data and building the model are
-    not counted). `log` holds the log's rows, empty when the log is missing."""
+    not counted). `log` holds the log's rows; without a log, it is empty and `seconds` and
+    `best_val_f1` are None."""
     rows = []
     for dataset in DATASETS:
         for model in MODELS:
@@ -496,7 +501,7 @@ def training_summaries(models_dir: Path, logs_dir: Path) -> list[dict[str, Any]]
                 "best_epoch": payload["epoch"],
                 "best_val_loss": payload["best_val_loss"],
                 "best_val_f1": best.get("val_f1"),
-                "seconds": sum(r["seconds"] for r in epochs),
+                "seconds": sum(r["seconds"] for r in epochs) if epochs else None,
                 "device": str(payload.get("device", "unknown")),
                 "log": epochs,
             })
