@@ -34,6 +34,10 @@ from skunet.training import (
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
                   validation_fraction=0.2, split_mode="tail")
+# The CUDA cases check the fast path where it really runs; on a GPU machine, a quick check before
+# a long run: `python -m pytest tests/test_training.py -k cuda`.
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
 def make_data(folder: Path, n_sources: int = 4, copies: int = 4, size: int = 32) -> Path:
@@ -60,10 +64,11 @@ def make_data(folder: Path, n_sources: int = 4, copies: int = 4, size: int = 32)
     return folder
 
 
-def run(tmp: Path, data: Path, cfg: TrainConfig = CFG, model: str = "unet_dropblock", **kw):
+def run(tmp: Path, data: Path, cfg: TrainConfig = CFG, model: str = "unet_dropblock",
+        device: str = "cpu", **kw):
     mcfg = ModelConfig(name=model, base_width=4, depth=3, block_size=3, keep_prob=0.9)
     return train(mcfg, cfg, "drive", data, tmp / "model.pt", tmp / "log.csv", tmp / "state.pt",
-                 device=torch.device("cpu"), **kw)
+                 device=torch.device(device), **kw)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -188,8 +193,9 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("model", ["unet", "unet_dropblock", "skunet"])
-def test_fast_path_matches_fp32_within_bf16_tolerance(model):
+def test_fast_path_matches_fp32_within_bf16_tolerance(model, device):
     """bf16 autocast + channels_last against fp32 eager, same weights and batch.
 
     bf16 keeps 8 significant bits (relative rounding 2^-8 = 0.4% per operation). Summed over the
@@ -199,8 +205,8 @@ def test_fast_path_matches_fp32_within_bf16_tolerance(model):
     / 1-10% / > 0.995). A wrong fast path (no autocast cast back, a layout bug) is far outside.
     """
     torch.manual_seed(0)
-    net = build_model(ModelConfig(name=model, base_width=8, depth=3, keep_prob=1.0)).eval()
-    x = torch.rand(2, 3, 48, 48)
+    net = build_model(ModelConfig(name=model, base_width=8, depth=3, keep_prob=1.0)).eval().to(device)
+    x = torch.rand(2, 3, 48, 48, device=device)
     y = (x[:, 1:2] < 0.25).float()  # a label the input explains, so gradients do not cancel out
 
     def loss_and_grad(fast: bool):
@@ -239,11 +245,27 @@ def test_fast_path_training_loop_runs_and_resumes_on_the_cpu(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@CUDA
+def test_training_on_cuda_takes_the_fast_path_by_itself(tmp_path):
+    """On a GPU, train() picks the fast path unasked (uint8 set on the device, batch rows over in
+    one pinned copy, bf16, channels_last, fused Adam): the loss falls, and the checkpoint holds host
+    tensors in the default layout, which load on a machine without a GPU."""
+    data = make_data(tmp_path / "data")
+    run(tmp_path, data, replace(CFG, epochs=4), device="cuda")
+    log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
+    assert log["train_loss"][-1] < 0.8 * log["train_loss"][0] and log["val_f1"].max() > 0
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["device"] == torch.cuda.get_device_name(0)
+    assert all(t.device.type == "cpu" and t.is_contiguous() for t in payload["state_dict"].values())
+    load_checkpoint(tmp_path / "model.pt")
+
+
 @pytest.mark.slow
-def test_compiled_training_writes_a_loadable_checkpoint(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_training_writes_a_loadable_checkpoint(tmp_path, device):
     """train.common.compile: the checkpoint holds the plain module's keys (no `_orig_mod.`)."""
     data = make_data(tmp_path / "data", size=16)
-    run(tmp_path, data, replace(CFG, epochs=1, compile=True), model="unet", fast=True)
+    run(tmp_path, data, replace(CFG, epochs=1, compile=True), model="unet", device=device, fast=True)
     state = weights(tmp_path / "model.pt")
     assert not any(k.startswith("_orig_mod.") for k in state)
     load_checkpoint(tmp_path / "model.pt")
