@@ -35,7 +35,7 @@ from skunet.training import (
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
                   validation_fraction=0.2, split_mode="tail")
 # The CUDA cases check the fast path where it really runs; on a GPU machine, a quick check before
-# a long run: `python -m pytest tests/test_training.py -k cuda`.
+# a long run: `python -m pytest tests/test_models.py tests/test_training.py -k cuda`.
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
