@@ -104,9 +104,10 @@ class DropBlock2d(nn.Module):
         scale = (drop.numel() / kept.clamp_min(1)).to(dtype=x.dtype)
         # x first keeps x's memory layout (channels_last stays so), and autograd keeps the one-byte
         # mask rather than a float copy of it. Not `x.mul(scale).masked_fill_(drop, 0)` or
-        # `torch.where`: inside a whole network, torch.compile (inductor, torch 2.13, CPU; 2.11
-        # did not) computed other values than eager from the same masks; this form matches
-        # (tests/test_models.py, the compiled DropBlock test). Compiled code may also draw the
+        # `torch.where`: with a channels_last x, a contiguous mask and BatchNorm after it, as in
+        # the networks, torch.compile (inductor, torch 2.13, CPU; 2.11 did not) computed other
+        # values than eager from the same masks; this form matches (tests/test_models.py, the
+        # compiled DropBlock test). Compiled code may also draw the
         # layers' seeds in another order (torch 2.11 does), so its masks for a seed are not
         # eager's.
         return x * drop.logical_not() * scale
