@@ -11,9 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Device-parametrized tests also run on CUDA where there is a GPU, and say why they are skipped
+# where there is none. On a GPU machine, a quick check before a long run:
+# `python -m pytest tests/test_models.py tests/test_training.py -k cuda`.
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 # The paper's Tables 3 and 4 typed from PAPER.md, independently of published/paper.yaml, and the
 # default tolerances: the reference the compare and report tests work against.

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import DEVICES
 from skunet.models import (
     MODEL_NAMES,
     DropBlock2d,
@@ -20,7 +21,6 @@ from skunet.models.dropblock import expand_seeds, seed_rate
 
 # Small networks keep the file fast: 4 levels of 4-8-16-32 channels on 37x45 inputs.
 SMALL = dict(base_width=4, depth=4)
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import CUDA, DEVICES, ROOT
 from skunet.config import deep_merge
 from skunet.errors import SkunetError
 from skunet.models import ModelConfig, build_model
@@ -34,10 +34,6 @@ from skunet.training import (
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
                   validation_fraction=0.2, split_mode="tail")
-# The CUDA cases check the fast path where it really runs; on a GPU machine, a quick check before
-# a long run: `python -m pytest tests/test_models.py tests/test_training.py -k cuda`.
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
 def make_data(folder: Path, n_sources: int = 4, copies: int = 4, size: int = 32) -> Path:

@@ -327,10 +327,10 @@ def plot_training_curves(training: Sequence[Mapping[str, Any]], path: Path | str
                          label=row["model"])
             ax_loss.plot(epoch, [r["val_loss"] for r in row["log"]], color=colour, linestyle="--")
             ax_f1.plot(epoch, [r["val_f1"] for r in row["log"]], color=colour, label=row["model"])
-            best = next((r for r in row["log"] if int(r["epoch"]) == row["best_epoch"]), None)
-            if best is not None:
-                ax_loss.plot(best["epoch"], best["val_loss"], "o", color=colour, markersize=4)
-                ax_f1.plot(best["epoch"], best["val_f1"], "o", color=colour, markersize=4)
+            if row["best_val_f1"] is not None:  # the checkpointed epoch is in the log
+                best = dict(color=colour, marker="o", markersize=4)
+                ax_loss.plot(row["best_epoch"], row["best_val_loss"], **best)
+                ax_f1.plot(row["best_epoch"], row["best_val_f1"], **best)
         ax_loss.set_title(f"{dataset}: BCE loss (solid: train, dashed: validation)")
         ax_f1.set_title(f"{dataset}: validation F1 (dot: checkpointed epoch)")
         for ax in (ax_loss, ax_f1):

@@ -107,7 +107,6 @@ class DropBlock2d(nn.Module):
         # `torch.where`: with a channels_last x, a contiguous mask and BatchNorm after it, as in
         # the networks, torch.compile (inductor, torch 2.13, CPU; 2.11 did not) computed other
         # values than eager from the same masks; this form matches (tests/test_models.py, the
-        # compiled DropBlock test). Compiled code may also draw the
-        # layers' seeds in another order (torch 2.11 does), so its masks for a seed are not
-        # eager's.
+        # compiled DropBlock test). Compiled code may also draw the layers' seeds in another
+        # order (torch 2.11 does), so its masks for a seed are not eager's.
         return x * drop.logical_not() * scale
