@@ -1,8 +1,9 @@
-"""Training throughput of the three models: the fast path against a naive path, and the FLOP floor.
+"""Training throughput of the three models: the fast path against a naive path, and the floors.
 
     python benchmarks/train_throughput.py --dataset drive            # paper resolution, 592 px
     python benchmarks/train_throughput.py --dataset chase --steps 5  # 1008 px
     python benchmarks/train_throughput.py --size 64 --steps 1 --out /tmp/check.json  # a quick check
+    python benchmarks/train_throughput.py --floors-only --floors-at 989 3.35 0  # another device's floors
 
 For each model, on the device present (CUDA if available, else CPU), in the same run:
 - fast path: what training uses on CUDA: the uint8 training set held on the device, bf16 autocast,
@@ -12,10 +13,14 @@ For each model, on the device present (CUDA if available, else CPU), in the same
   process's peak resident set, each measurement in a fresh process);
 - the fast path's first step, which is not timed above: cudnn's autotuning and, with --compile,
   the compilation happen there, once per training;
-- FLOPs per training step (forward + backward, counted by torch.utils.flop_counter) and the floor
-  for one paper epoch (468 images) at the device's measured dense matmul rate;
-- the time the measured models' trainings would take at the fast path's rate (params.yaml's
-  epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
+- per training step of the fast path (forward + backward): FLOPs (torch.utils.flop_counter's
+  formulas), bytes moved (each eager operator reading its inputs and writing its outputs once) and
+  operators. With the device's measured bf16 matmul rate, copy bandwidth and cost of one tiny
+  operator, they give the floor of one paper epoch (468 images): FLOPs alone, bytes alone, and the
+  roofline, where each operator takes the longest of its three times. --floors-at gives the floors
+  at another device's rates too (counting needs no such device);
+- the time the measured models' trainings would take at the floor and at the fast path's rate
+  (params.yaml's epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
 Results print as a table and are written to benchmarks/results/<device>-<dataset>.json (--out).
 On a CPU, bf16 autocast is emulated and usually slower than fp32: the ratio says so honestly.
 """
@@ -34,7 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import flop_registry
 
 from skunet.config import load_params
 from skunet.models import MODEL_NAMES, ModelConfig, build_model
@@ -82,6 +89,34 @@ def matmul_rate(dev: torch.device) -> float:
         a @ b
     sync(dev)
     return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def copy_rate(dev: torch.device) -> float:
+    """Measured memory bandwidth in bytes/s: a large copy, counting bytes read and written."""
+    n = 2**30 if dev.type == "cuda" else 2**28
+    a, b = torch.ones(n, dtype=torch.uint8, device=dev), torch.empty(n, dtype=torch.uint8, device=dev)
+    b.copy_(a)
+    sync(dev)
+    reps = 20 if dev.type == "cuda" else 5
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        b.copy_(a)
+    sync(dev)
+    return 2 * n * reps / (time.perf_counter() - t0)
+
+
+def launch_time(dev: torch.device) -> float:
+    """Seconds one eager operator costs at the least: a one-element add, many times."""
+    t = torch.zeros(1, device=dev)
+    for _ in range(100):
+        t.add_(1)
+    sync(dev)
+    reps = 2000
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        t.add_(1)
+    sync(dev)
+    return (time.perf_counter() - t0) / reps
 
 
 def sync(dev: torch.device) -> None:
@@ -144,14 +179,69 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
     return {"images_per_s": steps * batch / elapsed, "peak_mib": peak, "warmup_s": warmup}
 
 
-def flops_per_step(model_name: str, dataset: str, size: int) -> float:
+class TrafficCounter(TorchDispatchMode):
+    """Per operator of a training step: FLOPs (torch.utils.flop_counter's formulas) and bytes moved.
+
+    Bytes: each operator reads its inputs and writes its outputs once through device memory, which
+    is what eager execution does for maps larger than the cache: views of one storage count once,
+    at their largest; views themselves and allocations move nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[str, float, float]] = []  # (operator, bytes, flops)
+
+    @staticmethod
+    def _bytes(tree) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for t in tree_leaves(tree):
+            if isinstance(t, torch.Tensor):
+                key = t.untyped_storage().data_ptr()
+                sizes[key] = max(sizes.get(key, 0), t.numel() * t.element_size())
+        return sizes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        returns = func._schema.returns
+        is_view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
+        if is_view or packet.__name__.startswith(("empty", "new_empty")):
+            moved = 0
+        else:
+            moved = sum(self._bytes((args, kwargs)).values()) + sum(self._bytes(out).values())
+        flops = flop_registry[packet](*args, **kwargs, out_val=out) if packet in flop_registry else 0
+        self.ops.append((packet.__name__, float(moved), float(flops)))
+        return out
+
+
+def traffic_per_step(model_name: str, dataset: str, size: int) -> dict:
+    """Operators, FLOPs and bytes of one fast-path training step (forward + backward) on the device
+    present, and each operator's (bytes, FLOPs) for the roofline floor; run in its own process."""
+    dev = device()
     _, batch, keep = PAPER[dataset]
-    model = build_model(ModelConfig(name=model_name, keep_prob=keep)).train()
-    x, y = torch.rand(batch, 3, size, size), (torch.rand(batch, 1, size, size) > 0.9).float()
-    counter = FlopCounterMode(display=False)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=model_name, keep_prob=keep)).to(dev).train()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 1, size, size, device=dev) > 0.9).float()
+    counter = TrafficCounter()
     with counter:
-        forward_loss(model, x, y, fast=False).backward()
-    return float(counter.get_total_flops())
+        forward_loss(model, x, y, fast=True).backward()
+    return {"ops": len(counter.ops), "bytes": sum(op[1] for op in counter.ops),
+            "flops": sum(op[2] for op in counter.ops), "per_op": [op[1:] for op in counter.ops]}
+
+
+def floor_s(per_op: list[list[float]], flop_rate: float, bandwidth: float, launch_s: float) -> float:
+    """Roofline floor of a step: each operator takes at least its bytes over the bandwidth, its
+    FLOPs over the matmul rate and one launch, whichever is longest (the ideal overlap)."""
+    return sum(max(b / bandwidth, f / flop_rate, launch_s) for b, f in per_op)
+
+
+def child(args: list[str]) -> dict:
+    """Run one measurement in a fresh process (peak memory is per process) and return its JSON."""
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -162,55 +252,91 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (CUDA)")
     parser.add_argument("--size", type=int, help="input size in px (default: the paper's for --dataset)")
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/<device>-<dataset>.json)")
+    parser.add_argument("--floors-at", nargs=3, type=float, metavar=("TFLOPS", "TBPS", "LAUNCH_US"),
+                        help="also give the floors at another device's rates: bf16 matmul TFLOP/s, memory "
+                             "TB/s, microseconds per operator (an H100 SXM's datasheet: 989 3.35 0)")
+    parser.add_argument("--floors-only", action="store_true", help="count and give floors; time nothing")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = args.size or PAPER[args.dataset][0]
 
     if args.one:  # child process: one measurement, JSON on stdout
-        print(json.dumps(measure(args.one[0], args.dataset, args.one[1], args.steps, args.compile, size)))
+        model, path = args.one
+        if path == "traffic":
+            result = traffic_per_step(model, args.dataset, size)
+        else:
+            result = measure(model, args.dataset, path, args.steps, args.compile, size)
+        print(json.dumps(result))
         return
 
     dev = device()
     name = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    rate = matmul_rate(dev)
+    rates = {"tflops": matmul_rate(dev) / 1e12, "tbps": copy_rate(dev) / 1e12, "launch_us": launch_time(dev) * 1e6}
     batch = PAPER[args.dataset][1]
-    print(f"device: {name}; measured matmul rate {rate / 1e12:.2f} TFLOP/s; {args.dataset} at {size} px, batch {batch}")
+    steps_per_epoch = EPOCH_IMAGES / batch
+    print(f"device: {name}; measured: bf16 matmul {rates['tflops']:.2f} TFLOP/s, copy {rates['tbps']:.3f} TB/s, "
+          f"{rates['launch_us']:.1f} us per operator; {args.dataset} at {size} px, batch {batch}")
+    other = dict(zip(("tflops", "tbps", "launch_us"), args.floors_at)) if args.floors_at else None
+    if other:
+        print(f"floors also at {other['tflops']:g} TFLOP/s, {other['tbps']:g} TB/s, {other['launch_us']:g} us per operator")
+
+    def epoch_floors(traffic: dict, at: dict) -> dict:
+        """One paper epoch's floors at the given rates: FLOPs alone, bytes alone, per-operator roofline."""
+        flop_rate, bandwidth = at["tflops"] * 1e12, at["tbps"] * 1e12
+        return {"flops_s": traffic["flops"] / flop_rate * steps_per_epoch,
+                "bytes_s": traffic["bytes"] / bandwidth * steps_per_epoch,
+                "roofline_s": floor_s(traffic["per_op"], flop_rate, bandwidth, at["launch_us"] / 1e6) * steps_per_epoch}
+
     rows = []
     for model in args.models:
         result = {"model": model}
-        for path in ("fast", "naive"):
-            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps),
-                   "--size", str(size), "--one", model, path]
-            if args.compile:
-                cmd.append("--compile")
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            m = json.loads(out.strip().splitlines()[-1])
-            result[f"{path}_images_per_s"] = m["images_per_s"]
-            result[f"{path}_peak_mib"] = m["peak_mib"]
-            result[f"{path}_warmup_s"] = m["warmup_s"]
-        result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
-        result["gflop_per_step"] = flops_per_step(model, args.dataset, size) / 1e9
-        result["epoch_floor_s"] = result["gflop_per_step"] * 1e9 * EPOCH_IMAGES / batch / rate
-        result["epoch_fast_s"] = EPOCH_IMAGES / result["fast_images_per_s"]
+        if not args.floors_only:
+            for path in ("fast", "naive"):
+                m = child(["--dataset", args.dataset, "--steps", str(args.steps), "--size", str(size),
+                           "--one", model, path] + (["--compile"] if args.compile else []))
+                for key in ("images_per_s", "peak_mib", "warmup_s"):
+                    result[f"{path}_{key}"] = m[key]
+            result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
+            result["epoch_fast_s"] = EPOCH_IMAGES / result["fast_images_per_s"]
+        traffic = child(["--dataset", args.dataset, "--size", str(size), "--one", model, "traffic"])
+        result["gflop_per_step"] = traffic["flops"] / 1e9
+        result["gb_per_step"] = traffic["bytes"] / 1e9
+        result["ops_per_step"] = traffic["ops"]
+        floors = epoch_floors(traffic, rates)
+        result["epoch_floor_s"] = floors["roofline_s"]
+        result["epoch_floor_flops_s"] = floors["flops_s"]
+        result["epoch_floor_bytes_s"] = floors["bytes_s"]
+        line = (f"{model:15s} {result['gflop_per_step']:7.1f} GFLOP {result['gb_per_step']:6.1f} GB "
+                f"{result['ops_per_step']:5d} ops per step  epoch floor {floors['roofline_s']:8.2f} s "
+                f"(FLOPs {floors['flops_s']:.2f} s, bytes {floors['bytes_s']:.2f} s)")
+        if other:
+            result["other_epoch_floor"] = epoch_floors(traffic, other)
+            line += f"  at the other rates {result['other_epoch_floor']['roofline_s']:.2f} s"
+        if not args.floors_only:
+            line = (f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
+                    f"naive {result['naive_images_per_s']:8.2f} img/s ({result['naive_peak_mib']:7.0f} MiB)  "
+                    f"fast/naive {result['ratio']:5.2f}x  first step {result['fast_warmup_s']:.1f} s  "
+                    f"epoch, fast path {result['epoch_fast_s']:.1f} s\n  " + line)
         rows.append(result)
-        print(
-            f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
-            f"naive {result['naive_images_per_s']:8.2f} img/s ({result['naive_peak_mib']:7.0f} MiB)  "
-            f"fast/naive {result['ratio']:5.2f}x  {result['gflop_per_step']:8.1f} GFLOP/step  "
-            f"epoch floor {result['epoch_floor_s']:8.2f} s (fast path {result['epoch_fast_s']:8.1f} s)  "
-            f"first step {result['fast_warmup_s']:.1f} s"
-        )
-    # a planning figure: the measured models' trainings at the fast path's rate, paper epochs,
-    # without validation, evaluation or start-up
+        print(line)
+    # planning figures: the measured models' trainings (params.yaml's epochs) at the fast path's
+    # rate and at the floors; validation, evaluation and start-up not counted
     epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
-    training_s = epochs * sum(r["epoch_fast_s"] for r in rows)
-    print(f"{len(rows)} training(s) of {epochs} epochs on {args.dataset} at these rates: {training_s / 60:.1f} min")
+    report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": args.steps,
+              "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs,
+              "trainings_floor_s": epochs * sum(r["epoch_floor_s"] for r in rows)}
+    summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}: floor {report['trainings_floor_s'] / 60:.1f} min"
+    if other:
+        report["other_rates"] = other
+        report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["roofline_s"] for r in rows)
+        summary += f" ({report['other_trainings_floor_s'] / 60:.1f} min at the other rates)"
+    if not args.floors_only:
+        report["trainings_s"] = epochs * sum(r["epoch_fast_s"] for r in rows)
+        summary += f", at the fast path's rate {report['trainings_s'] / 60:.1f} min"
+    print(summary)
     slug = "cuda" if dev.type == "cuda" else "cpu"
     out = args.out or Path(__file__).parent / "results" / f"{slug}-{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": args.steps,
-              "matmul_tflops": rate / 1e12, "torch": str(torch.__version__), "models": rows,
-              "epochs": epochs, "trainings_s": training_s}
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 
