@@ -7,8 +7,8 @@ Times a whole training step (forward + backward) of U-Net+DropBlock and SKU-Net 
 making the mask, on the fast path (bf16 autocast, channels_last) and in fp32. The two run
 interleaved in one process (A, B, A, B, ...; the first pair is a warm-up), so a machine that
 speeds up or slows down during the run affects both alike; the median step is reported. Both draw
-the same seeds, so they compute the same thing (tests/test_models.py holds `expand_seeds` to the
-max pool, bit for bit).
+the same seeds (`keep_seeds`), so they compute the same thing (tests/test_models.py holds
+`keep_mask` to the max pool, bit for bit).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from skunet.models import ModelConfig, build_model
-from skunet.models.dropblock import DropBlock2d, seed_rate
+from skunet.models.dropblock import DropBlock2d, keep_seeds, seed_rate
 
 
 def max_pool_forward(self: DropBlock2d, x: Tensor) -> Tensor:
-    """Ghiasi et al.'s Algorithm 1 as written: float seeds, a square max pool (a row max of column
-    maxes, two pools), a float mask for x and for backward."""
+    """Ghiasi et al.'s Algorithm 1 as written: float seeds (the same draw as DropBlock2d's), a square
+    max pool (a row max of column maxes, two pools), a float mask for x and for backward."""
     if not self.training or self.keep_prob == 1.0:
         return x
     n, c, h, w = x.shape
     block = min(self.block_size, h, w)
     gamma = seed_rate(self.keep_prob, block, h, w)
-    seeds = (torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma).float()
+    seeds = keep_seeds((n, c, h - block + 1, w - block + 1), gamma, x.device).logical_not().float()
     pad = block - 1
     rows = F.max_pool2d(F.pad(seeds, (pad, pad, pad, pad)), (1, block), stride=1)
     dropped = F.max_pool2d(rows, (block, 1), stride=1)

@@ -17,7 +17,8 @@ from skunet.models import (
     SelectiveKernelBlock,
     build_model,
 )
-from skunet.models.dropblock import expand_seeds, seed_rate
+from skunet.models import dropblock
+from skunet.models.dropblock import keep_mask, keep_seeds, seed_rate
 
 # Small networks keep the file fast: 4 levels of 4-8-16-32 channels on 37x45 inputs.
 SMALL = dict(base_width=4, depth=4)
@@ -301,27 +302,37 @@ def test_dropblock_drops_about_one_minus_keep_prob(layout: torch.memory_format) 
 
 def test_one_seed_drops_one_block_inside_the_map() -> None:
     block, size = 5, 12
-    seeds = torch.zeros(1, 1, size - block + 1, size - block + 1, dtype=torch.bool)
-    seeds[0, 0, 2, 3] = True
-    expected = torch.zeros(1, 1, size, size, dtype=torch.bool)
-    expected[0, 0, 2 : 2 + block, 3 : 3 + block] = True
-    assert torch.equal(expand_seeds(seeds, block), expected)
+    seeds = torch.ones(1, 1, size - block + 1, size - block + 1, dtype=torch.bool)
+    seeds[0, 0, 2, 3] = False
+    expected = torch.ones(1, 1, size, size, dtype=torch.bool)
+    expected[0, 0, 2 : 2 + block, 3 : 3 + block] = False
+    assert torch.equal(keep_mask(seeds, block), expected)
     # the last valid seed puts its block flush with the bottom-right corner
-    seeds.zero_()
-    seeds[0, 0, -1, -1] = True
-    mask = expand_seeds(seeds, block)
-    assert mask.sum() == block**2 and mask[0, 0, -block:, -block:].all()
+    seeds.fill_(True)
+    seeds[0, 0, -1, -1] = False
+    mask = keep_mask(seeds, block)
+    assert (~mask).sum() == block**2 and not mask[0, 0, -block:, -block:].any()
 
 
 @pytest.mark.parametrize("block", range(1, 10))
-def test_expand_seeds_is_the_square_max_pool_of_algorithm_1(block: int) -> None:
-    """The doubling or-passes give exactly Algorithm 1's max pool over the zero-padded seeds, for
-    odd and even blocks and blocks that are not powers of two."""
+def test_keep_mask_is_the_complement_of_the_square_max_pool_of_algorithm_1(block: int) -> None:
+    """The doubling and-passes give exactly the complement of Algorithm 1's max pool over the
+    zero-padded block seeds, for odd and even blocks and blocks that are not powers of two."""
     generator = torch.Generator().manual_seed(block)
-    seeds = torch.rand(2, 3, 23, 17, generator=generator) < 0.05
+    seeds = torch.rand(2, 3, 23, 17, generator=generator) < 0.05  # True: a block seed
     pad = block - 1
     pooled = F.max_pool2d(F.pad(seeds.float(), (pad, pad, pad, pad)), block, stride=1)
-    assert torch.equal(expand_seeds(seeds, block), pooled.bool())
+    assert torch.equal(keep_mask(~seeds, block), ~pooled.bool())
+
+
+def test_keep_seeds_are_bernoulli_and_repeat_with_the_seed() -> None:
+    """False (a block seed) with probability gamma: 4e6 draws put the rate within 5e-4 (~10 sd)."""
+    torch.manual_seed(2)
+    seeds = keep_seeds((4, 10, 200, 500), 0.02, torch.device("cpu"))
+    assert seeds.dtype == torch.bool
+    assert abs((~seeds).double().mean().item() - 0.02) < 5e-4
+    torch.manual_seed(2)
+    assert torch.equal(keep_seeds((4, 10, 200, 500), 0.02, torch.device("cpu")), seeds)
 
 
 def test_dropblock_gradient_is_the_scaled_mask() -> None:
@@ -396,25 +407,26 @@ def test_dropblock_rejects_bad_arguments(block_size: int, keep_prob: float) -> N
         DropBlock2d(block_size, keep_prob)
 
 
-def _shape_keyed_uniform(*shape: int, device=None) -> torch.Tensor:
-    """Stand-in for torch.rand: uniform-looking values from an exact integer hash of the position,
+def _shape_keyed_seeds(shape: tuple[int, ...], gamma: float, device: torch.device) -> torch.Tensor:
+    """Stand-in for keep_seeds: uniform-looking values from an exact integer hash of the position,
     the same for a given shape whatever order the layers draw in."""
     numel = math.prod(shape)
     i = torch.arange(numel, device=device, dtype=torch.int64) + numel
-    return ((i * 1103515245 + 12345) % 2**31 // 2**16).float().div(2**15).reshape(shape)
+    uniform = ((i * 1103515245 + 12345) % 2**31 // 2**16).float().div(2**15).reshape(shape)
+    return uniform >= gamma
 
 
 @pytest.mark.slow
 def test_compiled_dropblock_network_matches_eager_with_the_same_masks(monkeypatch) -> None:
     """train.common.compile: given the same block masks, inductor must compute what eager does.
-    `x.mul(scale).masked_fill_(drop, 0)` did not (a difference of about 2 here, torch 2.13, CPU)
+    `x.mul(scale).masked_fill_(~keep, 0)` did not (a difference of about 2 here, torch 2.13, CPU)
     while each layer alone matched. The masks come from a shape-keyed hash, not the RNG: compiled
     code may draw the layers' seeds in another order (torch 2.11 does), which changes the masks
     but not what the network computes with them."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="unet_dropblock", base_width=8, depth=3, keep_prob=0.8)).train()
     x = torch.rand(2, 64, 64, 3).permute(0, 3, 1, 2)  # the training loop's NHWC batch
-    monkeypatch.setattr(torch, "rand", _shape_keyed_uniform)
+    monkeypatch.setattr(dropblock, "keep_seeds", _shape_keyed_seeds)
     eager = model(x)
     torch._dynamo.reset()
     compiled = torch.compile(model)(x)

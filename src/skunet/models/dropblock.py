@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DropBlock2d", "seed_rate", "expand_seeds"]
+__all__ = ["DropBlock2d", "keep_mask", "keep_seeds", "seed_rate"]
 
 
 def seed_rate(keep_prob: float, block_size: int, height: int, width: int) -> float:
@@ -38,26 +38,34 @@ def seed_rate(keep_prob: float, block_size: int, height: int, width: int) -> flo
     return min(gamma, 1.0)
 
 
-def expand_seeds(seeds: Tensor, block_size: int) -> Tensor:
-    """Grow boolean seeds of the valid region into the block mask (True = dropped) of the full map.
+def keep_seeds(shape: tuple[int, int, int, int], gamma: float, device: torch.device) -> Tensor:
+    """Algorithm 1's seeds, drawn straight into one byte each: False (a block seed) with probability
+    gamma, True otherwise. One pass writing bytes, where `torch.rand(shape) < gamma` writes and then
+    reads four-byte floats; seeds come from the global torch RNG."""
+    return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1.0 - gamma)
 
-    `seeds` is (N, C, H - block_size + 1, W - block_size + 1); a seed at (i, j) drops the square
-    [i, i + block_size) x [j, j + block_size), so every block lies wholly inside the (N, C, H, W)
-    result. Seeds anchor the block's top-left corner, which is the same as Ghiasi et al.'s centred
-    blocks with seeds restricted to the centres that leave the block inside the map.
 
-    The square is a max (logical or) over a sliding window, done by doubling: once every pixel
-    covers `width` seeds along an axis, or-ing it with its neighbour `step` <= `width` away covers
-    `width + step`. That is about log2(block_size) boolean passes per axis, where a max pool
-    (as Algorithm 1 writes it) reads block_size float values per pixel and axis.
+def keep_mask(seeds: Tensor, block_size: int) -> Tensor:
+    """The kept units (True) of the full map, given `keep_seeds` of its valid region.
+
+    `seeds` is (N, C, H - block_size + 1, W - block_size + 1); a False seed at (i, j) drops the
+    square [i, i + block_size) x [j, j + block_size), so every block lies wholly inside the
+    (N, C, H, W) result. Seeds anchor the block's top-left corner, which is the same as Ghiasi et
+    al.'s centred blocks with seeds restricted to the centres that leave the block inside the map.
+
+    A unit is kept when every seed whose square covers it is True: a logical and (a min) over a
+    sliding window, done by doubling: once every pixel covers `width` seeds along an axis, and-ing it
+    with its neighbour `step` <= `width` away covers `width + step`. That is about log2(block_size)
+    boolean passes per axis, where a max pool of the dropped seeds (as Algorithm 1 writes it) reads
+    block_size float values per pixel and axis; it is that max pool's complement, bit for bit.
     """
     pad = block_size - 1
-    mask = F.pad(seeds, (pad, pad, pad, pad))
+    mask = F.pad(seeds, (pad, pad, pad, pad), value=True)
     width = 1
     while width < block_size:
         step = min(width, block_size - width)
-        mask = mask[..., step:] | mask[..., :-step]
-        mask = mask[..., step:, :] | mask[..., :-step, :]
+        mask = mask[..., step:] & mask[..., :-step]
+        mask = mask[..., step:, :] & mask[..., :-step, :]
         width += step
     return mask
 
@@ -66,10 +74,10 @@ class DropBlock2d(nn.Module):
     """Drop block_size x block_size squares of each channel in training; identity in eval.
 
     Algorithm 1 of Ghiasi et al.: draw seeds ~ Bernoulli(gamma) (Eq. 1, `seed_rate`) in the valid
-    region, independently per sample and channel; expand each seed to a square (a sliding-window
-    max, `expand_seeds`); zero the squares; rescale the survivors by count(mask) / count_ones(mask)
-    so the expected activation is unchanged. Seeds come from the global torch RNG, so
-    `torch.manual_seed` makes a run repeat.
+    region, independently per sample and channel (`keep_seeds`); expand each seed to a square
+    (`keep_mask`, the complement of a sliding-window max); zero the squares; rescale the survivors
+    by count(mask) / count_ones(mask) so the expected activation is unchanged. Seeds come from the
+    global torch RNG, so `torch.manual_seed` makes a run repeat.
 
     Args:
         block_size: side of the dropped squares (paper: lost; SA-UNet lineage uses 7).
@@ -95,18 +103,18 @@ class DropBlock2d(nn.Module):
         n, c, h, w = x.shape
         block = min(self.block_size, h, w)
         gamma = seed_rate(self.keep_prob, block, h, w)
-        seeds = torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma
-        drop = expand_seeds(seeds, block)
+        keep = keep_mask(keep_seeds((n, c, h - block + 1, w - block + 1), gamma, x.device), block)
         # an integer count is exact past 2**24 units and stays on the device (no host sync);
         # count_nonzero reads the mask as it is, where sum would first widen it to int64; the
         # clamp only matters when every unit of the batch is dropped (tiny maps)
-        kept = drop.numel() - torch.count_nonzero(drop)
-        scale = (drop.numel() / kept.clamp_min(1)).to(dtype=x.dtype)
-        # x first keeps x's memory layout (channels_last stays so), and autograd keeps the one-byte
-        # mask rather than a float copy of it. Not `x.mul(scale).masked_fill_(drop, 0)` or
-        # `torch.where`: with a channels_last x, a contiguous mask and BatchNorm after it, as in
-        # the networks, torch.compile (inductor, torch 2.13, CPU; 2.11 did not) computed other
-        # values than eager from the same masks; this form matches (tests/test_models.py, the
-        # compiled DropBlock test). Compiled code may also draw the layers' seeds in another
-        # order (torch 2.11 does), so its masks for a seed are not eager's.
-        return x * drop.logical_not() * scale
+        scale = (keep.numel() / torch.count_nonzero(keep).clamp_min(1)).to(dtype=x.dtype)
+        # One multiply by the scaled mask: x * keep * scale would be two passes over x forward and
+        # two over the gradient backward. keep * scale is 0 or scale exactly, so each output is
+        # x * scale rounded once, as before. x first keeps x's memory layout (channels_last stays
+        # so). Not `x.mul(scale).masked_fill_(~keep, 0)` or `torch.where`: with a channels_last x,
+        # a contiguous mask and BatchNorm after it, as in the networks, torch.compile (inductor,
+        # torch 2.13, CPU; 2.11 did not) computed other values than eager from the same masks;
+        # this form matches (tests/test_models.py, the compiled DropBlock test). Compiled code
+        # may also draw the layers' seeds in another order (torch 2.11 does), so its masks for a
+        # seed are not eager's.
+        return x * (keep * scale)
