@@ -1,14 +1,16 @@
-"""DropBlock's block mask: Algorithm 1 as written (float max pools) against the current one.
+"""DropBlock's block mask: Algorithm 1 as written (float max pools), the previous mask (float
+seeds, or-passes) and the current one (byte seeds, and-passes).
 
     python benchmarks/dropblock_mask.py                  # 592 px, batch 4, both DropBlock models
     python benchmarks/dropblock_mask.py --size 256 --reps 8
 
 Times a whole training step (forward + backward) of U-Net+DropBlock and SKU-Net with each way of
-making the mask, on the fast path (bf16 autocast, channels_last) and in fp32. The two run
-interleaved in one process (A, B, A, B, ...; the first pair is a warm-up), so a machine that
-speeds up or slows down during the run affects both alike; the median step is reported. Both draw
-the same seeds (`keep_seeds`), so they compute the same thing (tests/test_models.py holds
-`keep_mask` to the max pool, bit for bit).
+making the mask, on the fast path (bf16 autocast, channels_last) and in fp32. The variants run
+interleaved in one process (A, B, C, A, B, C, ...; the first round is a warm-up), so a machine that
+speeds up or slows down during the run affects all alike; the median step is reported. The max
+pool draws the same seeds as the current mask (`keep_seeds`), so the two compute the same thing
+(tests/test_models.py holds `keep_mask` to the max pool, bit for bit); the previous mask draws
+float seeds (`torch.rand(...) < gamma`): other masks, from the same distribution.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ def max_pool_forward(self: DropBlock2d, x: Tensor) -> Tensor:
     return x * (keep * (keep.numel() / keep.sum().clamp_min(1.0))).to(dtype=x.dtype)
 
 
+def float_seeds_forward(self: DropBlock2d, x: Tensor) -> Tensor:
+    """The previous mask: seeds as `torch.rand(...) < gamma` (four-byte floats written, then read),
+    the dropped squares grown by or-ing shifted copies (doubling), inverted, then applied."""
+    if not self.training or self.keep_prob == 1.0:
+        return x
+    n, c, h, w = x.shape
+    block = min(self.block_size, h, w)
+    gamma = seed_rate(self.keep_prob, block, h, w)
+    drop = F.pad(torch.rand(n, c, h - block + 1, w - block + 1, device=x.device) < gamma, (block - 1,) * 4)
+    width = 1
+    while width < block:
+        step = min(width, block - width)
+        drop = drop[..., step:] | drop[..., :-step]
+        drop = drop[..., step:, :] | drop[..., :-step, :]
+        width += step
+    kept = drop.numel() - torch.count_nonzero(drop)
+    return x * drop.logical_not() * (drop.numel() / kept.clamp_min(1)).to(dtype=x.dtype)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=592)
@@ -49,7 +70,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["unet_dropblock", "skunet"])
     args = parser.parse_args()
 
-    variants = {"max pool": max_pool_forward, "current": DropBlock2d.forward}
+    variants = {"max pool": max_pool_forward, "float seeds": float_seeds_forward, "current": DropBlock2d.forward}
     x = torch.rand(args.batch, args.size, args.size, 3).permute(0, 3, 1, 2)  # as training feeds it
     y = (torch.rand(args.batch, 1, args.size, args.size) > 0.9).float()
     print(f"{torch.get_num_threads()} threads, {args.size} px, batch {args.batch}, median of {args.reps}")
@@ -69,10 +90,10 @@ def main() -> None:
                     loss.backward()
                     if rep:
                         times[label].append(time.perf_counter() - start)
-            before, after = (statistics.median(times[v]) for v in variants)
+            pool, previous, current = (statistics.median(times[v]) for v in variants)
             path = "fast (bf16, channels_last)" if fast else "fp32"
-            print(f"{name:15s} {path:27s} step {before:6.2f} s (max pool) -> {after:6.2f} s "
-                  f"(current): {before / after:.2f}x", flush=True)
+            print(f"{name:15s} {path:27s} step {pool:6.2f} s (max pool), {previous:6.2f} s (float seeds), "
+                  f"{current:6.2f} s (current): {pool / current:.2f}x, {previous / current:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

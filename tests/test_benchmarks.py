@@ -16,12 +16,13 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
-def test_dropblock_mask_benchmark_times_both_masks_for_both_models_and_paths():
+def test_dropblock_mask_benchmark_times_the_three_masks_for_both_models_and_paths():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "dropblock_mask.py"), "--size", "48", "--batch", "2", "--reps", "1"],
         capture_output=True, text=True, check=True, timeout=300,
     )
-    rows = re.findall(r"^(\w+)\s+(fast|fp32).*\(max pool\) ->.*\(current\): [\d.]+x$", result.stdout, re.M)
+    rows = re.findall(r"^(\w+)\s+(fast|fp32).*\(max pool\), .*\(float seeds\), .*\(current\): [\d.]+x, [\d.]+x$",
+                      result.stdout, re.M)
     assert rows == [("unet_dropblock", "fast"), ("unet_dropblock", "fp32"), ("skunet", "fast"), ("skunet", "fp32")]
 
 
