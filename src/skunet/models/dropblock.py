@@ -54,10 +54,11 @@ def keep_mask(seeds: Tensor, block_size: int) -> Tensor:
     al.'s centred blocks with seeds restricted to the centres that leave the block inside the map.
 
     A unit is kept when every seed whose square covers it is True: a logical and (a min) over a
-    sliding window, done by doubling: once every pixel covers `width` seeds along an axis, and-ing it
-    with its neighbour `step` <= `width` away covers `width + step`. That is about log2(block_size)
-    boolean passes per axis, where a max pool of the dropped seeds (as Algorithm 1 writes it) reads
-    block_size float values per pixel and axis; it is that max pool's complement, bit for bit.
+    sliding window, done by doubling: once every pixel covers `width` seeds along an axis,
+    and-ing it with its neighbour `step` <= `width` away covers `width + step`. That is about
+    log2(block_size) boolean passes per axis, where a max pool of the dropped seeds (as
+    Algorithm 1 writes it) reads block_size float values per pixel and axis; the result is that
+    max pool's complement, bit for bit.
     """
     pad = block_size - 1
     mask = F.pad(seeds, (pad, pad, pad, pad), value=True)
