@@ -10,14 +10,18 @@ interleaved in one process (A, B, C, A, B, C, ...; the first round is a warm-up)
 speeds up or slows down during the run affects all alike; the median step is reported. The max
 pool draws the same seeds as the current mask (`keep_seeds`), so the two compute the same thing
 (tests/test_models.py holds `keep_mask` to the max pool, bit for bit); the previous mask draws
-float seeds (`torch.rand(...) < gamma`): other masks, from the same distribution.
+float seeds (`torch.rand(...) < gamma`): other masks, from the same distribution. Each variant's
+bytes per step are counted too (benchmarks/train_throughput.py's rule). Results are printed and
+written to benchmarks/results/cpu-dropblock_mask.json (--out).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +29,12 @@ from torch import Tensor
 
 from skunet.models import ModelConfig, build_model
 from skunet.models.dropblock import DropBlock2d, keep_seeds, seed_rate
+from train_throughput import TrafficCounter
 
 
 def max_pool_forward(self: DropBlock2d, x: Tensor) -> Tensor:
-    """Ghiasi et al.'s Algorithm 1 as written: float seeds (the same draw as DropBlock2d's), a square
-    max pool (a row max of column maxes, two pools), a float mask for x and for backward."""
+    """Ghiasi et al.'s Algorithm 1 as written: float seeds (DropBlock2d's byte draw, made float), a
+    square max pool (a row max of column maxes, two pools), a float mask for x and for backward."""
     if not self.training or self.keep_prob == 1.0:
         return x
     n, c, h, w = x.shape
@@ -68,12 +73,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--reps", type=int, default=4, help="timed steps per variant")
     parser.add_argument("--models", nargs="+", default=["unet_dropblock", "skunet"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu-dropblock_mask.json")
     args = parser.parse_args()
 
     variants = {"max pool": max_pool_forward, "float seeds": float_seeds_forward, "current": DropBlock2d.forward}
     x = torch.rand(args.batch, args.size, args.size, 3).permute(0, 3, 1, 2)  # as training feeds it
     y = (torch.rand(args.batch, 1, args.size, args.size) > 0.9).float()
     print(f"{torch.get_num_threads()} threads, {args.size} px, batch {args.batch}, median of {args.reps}")
+    rows = []
     for name in args.models:
         for fast in (True, False):
             model = build_model(ModelConfig(name=name)).train()
@@ -90,10 +97,25 @@ def main() -> None:
                     loss.backward()
                     if rep:
                         times[label].append(time.perf_counter() - start)
+            gb = {}  # bytes of one step (TrafficCounter's rule), once per variant
+            for label, forward in variants.items():
+                DropBlock2d.forward = forward
+                counter = TrafficCounter()
+                with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+                    F.binary_cross_entropy_with_logits(model(x).float(), y).backward()
+                gb[label] = sum(moved for _, moved, _ in counter.ops) / 1e9
+            DropBlock2d.forward = variants["current"]
             pool, previous, current = (statistics.median(times[v]) for v in variants)
             path = "fast (bf16, channels_last)" if fast else "fp32"
+            rows.append({"model": name, "path": path, "step_s": {v: statistics.median(times[v]) for v in variants},
+                         "gb_per_step": gb})
             print(f"{name:15s} {path:27s} step {pool:6.2f} s (max pool), {previous:6.2f} s (float seeds), "
-                  f"{current:6.2f} s (current): {pool / current:.2f}x, {previous / current:.2f}x", flush=True)
+                  f"{current:6.2f} s (current): {pool / current:.2f}x, {previous / current:.2f}x; GB per step "
+                  + ", ".join(f"{gb[v]:.2f}" for v in variants), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"size": args.size, "batch": args.batch, "reps": args.reps,
+                                    "threads": torch.get_num_threads(), "torch": str(torch.__version__),
+                                    "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ For each model, on the device present (CUDA if available, else CPU), in the same
 - the fast path's first step, which is not timed above: cudnn's autotuning and, with --compile,
   the compilation happen there, once per training;
 - per training step of the fast path (forward + backward): FLOPs (torch.utils.flop_counter's
-  formulas), bytes moved (each eager operator reading its inputs and writing its outputs once) and
-  operators. With the device's measured bf16 matmul rate, copy bandwidth and cost of one tiny
-  operator, they give the floor of one paper epoch (468 images): FLOPs alone, bytes alone, and the
-  roofline, where each operator takes the longest of its three times. --floors-at gives the floors
-  at another device's rates too (counting needs no such device);
+  formulas), bytes moved (each eager kernel reading its inputs and writing its outputs once) and
+  kernels (operators that are not views or allocations). With the device's measured bf16 matmul
+  rate, copy bandwidth and cost of one tiny operator, they give the floor of one paper epoch
+  (468 images): FLOPs alone, bytes alone, and the floor, each kernel taking the longer of its
+  bytes and FLOPs times, or one launch per kernel if that is longer in total. --floors-at gives
+  the floors at another device's rates too (counting needs no such device);
 - the time the measured models' trainings would take at the floor and at the fast path's rate
   (params.yaml's epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
 Results print as a table and are written to benchmarks/results/<device>-<dataset>.json (--out).
@@ -180,44 +181,52 @@ def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool
 
 
 class TrafficCounter(TorchDispatchMode):
-    """Per operator of a training step: FLOPs (torch.utils.flop_counter's formulas) and bytes moved.
+    """Per kernel of a training step: FLOPs (torch.utils.flop_counter's formulas) and bytes moved.
 
     Bytes: each operator reads its inputs and writes its outputs once through device memory, which
-    is what eager execution does for maps larger than the cache: views of one storage count once,
-    at their largest; views themselves and allocations move nothing.
+    is what eager execution does for maps larger than the cache. Views of one storage count
+    together, at most the storage once (a broadcast view counts its storage; overlapping slices of
+    one map count the map once). Operators that only overwrite their destination (copy_, fill_,
+    bernoulli_, ...) do not read it. Views and allocations run no kernel and are not recorded.
     """
+
+    WRITE_ONLY = frozenset({"copy_", "fill_", "zero_", "bernoulli_", "uniform_", "normal_", "random_",
+                            "exponential_"})
+    NO_KERNEL = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
+                           "_unsafe_view"})
 
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[tuple[str, float, float]] = []  # (operator, bytes, flops)
 
     @staticmethod
-    def _bytes(tree) -> dict[int, int]:
-        sizes: dict[int, int] = {}
+    def _bytes(tree) -> int:
+        by_storage: dict[int, tuple[int, int]] = {}  # storage -> (bytes of its views, its size)
         for t in tree_leaves(tree):
             if isinstance(t, torch.Tensor):
-                key = t.untyped_storage().data_ptr()
-                sizes[key] = max(sizes.get(key, 0), t.numel() * t.element_size())
-        return sizes
+                storage = t.untyped_storage()
+                views, size = by_storage.get(storage.data_ptr(), (0, storage.nbytes()))
+                by_storage[storage.data_ptr()] = (views + t.numel() * t.element_size(), size)
+        return sum(min(views, size) for views, size in by_storage.values())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        packet = func.overloadpacket
+        name = func.overloadpacket.__name__
         returns = func._schema.returns
         is_view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
-        if is_view or packet.__name__.startswith(("empty", "new_empty")):
-            moved = 0
-        else:
-            moved = sum(self._bytes((args, kwargs)).values()) + sum(self._bytes(out).values())
-        flops = flop_registry[packet](*args, **kwargs, out_val=out) if packet in flop_registry else 0
-        self.ops.append((packet.__name__, float(moved), float(flops)))
+        if is_view or name in self.NO_KERNEL:
+            return out
+        read = (args[1:], kwargs) if name in self.WRITE_ONLY else (args, kwargs)
+        moved = self._bytes(read) + self._bytes(out)
+        flops = flop_registry[func.overloadpacket](*args, **kwargs, out_val=out) if func.overloadpacket in flop_registry else 0
+        self.ops.append((name, float(moved), float(flops)))
         return out
 
 
 def traffic_per_step(model_name: str, dataset: str, size: int) -> dict:
-    """Operators, FLOPs and bytes of one fast-path training step (forward + backward) on the device
-    present, and each operator's (bytes, FLOPs) for the roofline floor; run in its own process."""
+    """Kernels, FLOPs and bytes of one fast-path training step (forward + backward) on the device
+    present, and each kernel's (bytes, FLOPs) for the floor; run in its own process."""
     dev = device()
     _, batch, keep = PAPER[dataset]
     torch.manual_seed(0)
@@ -228,14 +237,16 @@ def traffic_per_step(model_name: str, dataset: str, size: int) -> dict:
     counter = TrafficCounter()
     with counter:
         forward_loss(model, x, y, fast=True).backward()
-    return {"ops": len(counter.ops), "bytes": sum(op[1] for op in counter.ops),
+    return {"kernels": len(counter.ops), "bytes": sum(op[1] for op in counter.ops),
             "flops": sum(op[2] for op in counter.ops), "per_op": [op[1:] for op in counter.ops]}
 
 
 def floor_s(per_op: list[list[float]], flop_rate: float, bandwidth: float, launch_s: float) -> float:
-    """Roofline floor of a step: each operator takes at least its bytes over the bandwidth, its
-    FLOPs over the matmul rate and one launch, whichever is longest (the ideal overlap)."""
-    return sum(max(b / bandwidth, f / flop_rate, launch_s) for b, f in per_op)
+    """Floor of a step: each kernel takes at least its bytes over the bandwidth or its FLOPs over
+    the matmul rate, whichever is longer (a roofline), one after the other; and launching the
+    kernels takes at least one launch each. Launches overlap running kernels, so the longer of
+    the two totals is the floor."""
+    return max(sum(max(b / bandwidth, f / flop_rate) for b, f in per_op), len(per_op) * launch_s)
 
 
 def child(args: list[str]) -> dict:
@@ -254,11 +265,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/<device>-<dataset>.json)")
     parser.add_argument("--floors-at", nargs=3, type=float, metavar=("TFLOPS", "TBPS", "LAUNCH_US"),
                         help="also give the floors at another device's rates: bf16 matmul TFLOP/s, memory "
-                             "TB/s, microseconds per operator (an H100 SXM's datasheet: 989 3.35 0)")
+                             "TB/s, microseconds per kernel launch (an H100 SXM's datasheet: 989 3.35 0)")
     parser.add_argument("--floors-only", action="store_true", help="count and give floors; time nothing")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = args.size or PAPER[args.dataset][0]
+    if args.floors_at and (args.floors_at[0] <= 0 or args.floors_at[1] <= 0 or args.floors_at[2] < 0):
+        parser.error("--floors-at: TFLOPS and TBPS must be positive, LAUNCH_US at least 0")
 
     if args.one:  # child process: one measurement, JSON on stdout
         model, path = args.one
@@ -275,17 +288,17 @@ def main() -> None:
     batch = PAPER[args.dataset][1]
     steps_per_epoch = EPOCH_IMAGES / batch
     print(f"device: {name}; measured: bf16 matmul {rates['tflops']:.2f} TFLOP/s, copy {rates['tbps']:.3f} TB/s, "
-          f"{rates['launch_us']:.1f} us per operator; {args.dataset} at {size} px, batch {batch}")
+          f"{rates['launch_us']:.1f} us per kernel launch; {args.dataset} at {size} px, batch {batch}")
     other = dict(zip(("tflops", "tbps", "launch_us"), args.floors_at)) if args.floors_at else None
     if other:
-        print(f"floors also at {other['tflops']:g} TFLOP/s, {other['tbps']:g} TB/s, {other['launch_us']:g} us per operator")
+        print(f"floors also at {other['tflops']:g} TFLOP/s, {other['tbps']:g} TB/s, {other['launch_us']:g} us per kernel launch")
 
     def epoch_floors(traffic: dict, at: dict) -> dict:
-        """One paper epoch's floors at the given rates: FLOPs alone, bytes alone, per-operator roofline."""
+        """One paper epoch's floors at the given rates: FLOPs alone, bytes alone, and `floor_s`."""
         flop_rate, bandwidth = at["tflops"] * 1e12, at["tbps"] * 1e12
         return {"flops_s": traffic["flops"] / flop_rate * steps_per_epoch,
                 "bytes_s": traffic["bytes"] / bandwidth * steps_per_epoch,
-                "roofline_s": floor_s(traffic["per_op"], flop_rate, bandwidth, at["launch_us"] / 1e6) * steps_per_epoch}
+                "floor_s": floor_s(traffic["per_op"], flop_rate, bandwidth, at["launch_us"] / 1e6) * steps_per_epoch}
 
     rows = []
     for model in args.models:
@@ -301,17 +314,17 @@ def main() -> None:
         traffic = child(["--dataset", args.dataset, "--size", str(size), "--one", model, "traffic"])
         result["gflop_per_step"] = traffic["flops"] / 1e9
         result["gb_per_step"] = traffic["bytes"] / 1e9
-        result["ops_per_step"] = traffic["ops"]
+        result["kernels_per_step"] = traffic["kernels"]
         floors = epoch_floors(traffic, rates)
-        result["epoch_floor_s"] = floors["roofline_s"]
+        result["epoch_floor_s"] = floors["floor_s"]
         result["epoch_floor_flops_s"] = floors["flops_s"]
         result["epoch_floor_bytes_s"] = floors["bytes_s"]
         line = (f"{model:15s} {result['gflop_per_step']:7.1f} GFLOP {result['gb_per_step']:6.1f} GB "
-                f"{result['ops_per_step']:5d} ops per step  epoch floor {floors['roofline_s']:8.2f} s "
+                f"{result['kernels_per_step']:5d} kernels per step  epoch floor {floors['floor_s']:8.2f} s "
                 f"(FLOPs {floors['flops_s']:.2f} s, bytes {floors['bytes_s']:.2f} s)")
         if other:
             result["other_epoch_floor"] = epoch_floors(traffic, other)
-            line += f"  at the other rates {result['other_epoch_floor']['roofline_s']:.2f} s"
+            line += f"  at the other rates {result['other_epoch_floor']['floor_s']:.2f} s"
         if not args.floors_only:
             line = (f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
                     f"naive {result['naive_images_per_s']:8.2f} img/s ({result['naive_peak_mib']:7.0f} MiB)  "
@@ -322,13 +335,13 @@ def main() -> None:
     # planning figures: the measured models' trainings (params.yaml's epochs) at the fast path's
     # rate and at the floors; validation, evaluation and start-up not counted
     epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
-    report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": args.steps,
+    report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": None if args.floors_only else args.steps,
               "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs,
               "trainings_floor_s": epochs * sum(r["epoch_floor_s"] for r in rows)}
     summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}: floor {report['trainings_floor_s'] / 60:.1f} min"
     if other:
         report["other_rates"] = other
-        report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["roofline_s"] for r in rows)
+        report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["floor_s"] for r in rows)
         summary += f" ({report['other_trainings_floor_s'] / 60:.1f} min at the other rates)"
     if not args.floors_only:
         report["trainings_s"] = epochs * sum(r["epoch_fast_s"] for r in rows)

@@ -315,11 +315,14 @@ def test_one_seed_drops_one_block_inside_the_map() -> None:
 
 
 @pytest.mark.parametrize("block", range(1, 10))
-def test_keep_mask_is_the_complement_of_the_square_max_pool_of_algorithm_1(block: int) -> None:
+@pytest.mark.parametrize("valid", [(23, 17), (2, 3), (1, 1)])
+def test_keep_mask_is_the_complement_of_the_square_max_pool_of_algorithm_1(block: int, valid) -> None:
     """The doubling and-passes give exactly the complement of Algorithm 1's max pool over the
-    zero-padded block seeds, for odd and even blocks and blocks that are not powers of two."""
+    zero-padded block seeds, for odd and even blocks, blocks that are not powers of two, and
+    valid regions smaller than the block."""
     generator = torch.Generator().manual_seed(block)
-    seeds = torch.rand(2, 3, 23, 17, generator=generator) < 0.05  # True: a block seed
+    seeds = torch.rand(2, 3, *valid, generator=generator) < 0.3  # True: a block seed
+    seeds[0, 0, 0, 0], seeds[1, 2, -1, -1] = True, False  # at least one of each
     pad = block - 1
     pooled = F.max_pool2d(F.pad(seeds.float(), (pad, pad, pad, pad)), block, stride=1)
     assert torch.equal(keep_mask(~seeds, block), ~pooled.bool())
@@ -409,8 +412,8 @@ def test_dropblock_rejects_bad_arguments(block_size: int, keep_prob: float) -> N
 
 
 def _shape_keyed_seeds(shape: tuple[int, ...], gamma: float, device: torch.device) -> torch.Tensor:
-    """Stand-in for keep_seeds: uniform-looking values from an exact integer hash of the position,
-    the same for a given shape whatever order the layers draw in."""
+    """Stand-in for keep_seeds: keep seeds from an exact integer hash of the position (uniform-looking
+    values compared with gamma), the same for a given shape whatever order the layers draw in."""
     numel = math.prod(shape)
     i = torch.arange(numel, device=device, dtype=torch.int64) + numel
     uniform = ((i * 1103515245 + 12345) % 2**31 // 2**16).float().div(2**15).reshape(shape)

@@ -7,7 +7,7 @@ convolution, before BatchNorm (PAPER.md, models 2 and 3).
 Departures from Ghiasi et al.:
 - no linear keep_prob schedule over training: the SKU-Net paper names a fixed keep rate.
 - a feature map smaller than block_size uses a block the size of the map's shorter side.
-- the rescaling factor counts kept units over the whole batch (mask.numel() / mask.sum()), as in
+- the rescaling factor counts kept units over the whole batch (units / kept units), as in
   Algorithm 1, rather than per sample.
 """
 
