@@ -29,6 +29,7 @@ from torch import Tensor
 
 from skunet.models import ModelConfig, build_model
 from skunet.models.dropblock import DropBlock2d, keep_seeds, seed_rate
+from skunet.training import forward_loss
 from train_throughput import TrafficCounter
 
 
@@ -92,17 +93,15 @@ def main() -> None:
                     DropBlock2d.forward = forward
                     model.zero_grad(set_to_none=True)
                     start = time.perf_counter()
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                        loss = F.binary_cross_entropy_with_logits(model(x).float(), y)
-                    loss.backward()
+                    forward_loss(model, x, y, fast).backward()
                     if rep:
                         times[label].append(time.perf_counter() - start)
             gb = {}  # bytes of one step (TrafficCounter's rule), once per variant
             for label, forward in variants.items():
                 DropBlock2d.forward = forward
                 counter = TrafficCounter()
-                with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                    F.binary_cross_entropy_with_logits(model(x).float(), y).backward()
+                with counter:
+                    forward_loss(model, x, y, fast).backward()
                 gb[label] = sum(moved for _, moved, _ in counter.ops) / 1e9
             DropBlock2d.forward = variants["current"]
             pool, previous, current = (statistics.median(times[v]) for v in variants)

@@ -76,48 +76,37 @@ class PngFiles(torch.utils.data.Dataset):
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label)[None]
 
 
+def seconds_per_call(dev: torch.device, call, warmup: int, reps: int) -> float:
+    """Wall time of one `call()` on `dev`: `warmup` untimed calls, then the mean of `reps`, the
+    device synchronised before each clock reading."""
+    for _ in range(warmup):
+        call()
+    sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        call()
+    sync(dev)
+    return (time.perf_counter() - t0) / reps
+
+
 def matmul_rate(dev: torch.device) -> float:
     """Measured dense bf16 matmul FLOP/s (the fast path's precision): the device's practical peak."""
     n = 8192 if dev.type == "cuda" else 1024
-    dtype = torch.bfloat16
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(dev)
-    reps = 20 if dev.type == "cuda" else 5
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(dev)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    a, b = (torch.randn(n, n, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    return 2 * n**3 / seconds_per_call(dev, lambda: a @ b, warmup=2, reps=20 if dev.type == "cuda" else 5)
 
 
 def copy_rate(dev: torch.device) -> float:
     """Measured memory bandwidth in bytes/s: a large copy, counting bytes read and written."""
     n = 2**30 if dev.type == "cuda" else 2**28
     a, b = torch.ones(n, dtype=torch.uint8, device=dev), torch.empty(n, dtype=torch.uint8, device=dev)
-    b.copy_(a)
-    sync(dev)
-    reps = 20 if dev.type == "cuda" else 5
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        b.copy_(a)
-    sync(dev)
-    return 2 * n * reps / (time.perf_counter() - t0)
+    return 2 * n / seconds_per_call(dev, lambda: b.copy_(a), warmup=1, reps=20 if dev.type == "cuda" else 5)
 
 
 def launch_time(dev: torch.device) -> float:
     """Seconds one eager operator costs at the least: a one-element add, many times."""
     t = torch.zeros(1, device=dev)
-    for _ in range(100):
-        t.add_(1)
-    sync(dev)
-    reps = 2000
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        t.add_(1)
-    sync(dev)
-    return (time.perf_counter() - t0) / reps
+    return seconds_per_call(dev, lambda: t.add_(1), warmup=100, reps=2000)
 
 
 def sync(dev: torch.device) -> None:
@@ -212,14 +201,15 @@ class TrafficCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        name = func.overloadpacket.__name__
+        packet = func.overloadpacket
+        name = packet.__name__
         returns = func._schema.returns
         is_view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
         if is_view or name in self.NO_KERNEL:
             return out
         read = (args[1:], kwargs) if name in self.WRITE_ONLY else (args, kwargs)
         moved = self._bytes(read) + self._bytes(out)
-        flops = flop_registry[func.overloadpacket](*args, **kwargs, out_val=out) if func.overloadpacket in flop_registry else 0
+        flops = flop_registry[packet](*args, **kwargs, out_val=out) if packet in flop_registry else 0
         self.ops.append((name, float(moved), float(flops)))
         return out
 
