@@ -332,8 +332,11 @@ def test_interrupted_train_stage_says_so_in_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     make_data(tmp_path / "data" / "augmented" / "drive")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # Ctrl-C's default handling in the stage, also when the tests themselves run with SIGINT
+    # ignored (started in the background or under nohup), which the stage would inherit
     proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "train.py"), "drive", "unet"],
-                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state, deadline = tmp_path / ".skunet-state" / "drive-unet.pt", time.time() + 120
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
