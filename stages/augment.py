@@ -6,9 +6,14 @@ libraries.json (the versions of the libraries that drew the augmentations: the s
 other images under another OpenCV, so a checkpoint and the report carry them).
 """
 
+import sys
+from pathlib import Path
+
+# This checkout's library, not an installed copy: dvc.yaml tracks src/, so src/ is what must run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.format import open_memmap

@@ -1,8 +1,13 @@
 """compare: reproduced vs published, cell by cell; metrics/compare.json, reports/report.md (with the
 trainings: epochs, checkpointed epoch, time), figures."""
 
-import json
+import sys
 from pathlib import Path
+
+# This checkout's library, not an installed copy: dvc.yaml tracks src/, so src/ is what must run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import json
 
 import numpy as np
 

@@ -1,7 +1,12 @@
 """download@<dataset>: find and verify the archive, normalise it into data/raw/<dataset>/."""
 
-import argparse
+import sys
 from pathlib import Path
+
+# This checkout's library, not an installed copy: dvc.yaml tracks src/, so src/ is what must run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import argparse
 
 from skunet.config import check_dataset, load_params
 from skunet.data.raw import read_archives, write_raw

@@ -4,8 +4,13 @@ Writes predictions/<dataset>/<model>/<stem>.png, metrics/<dataset>/<model>.json 
 plots/{per_image,roc,pr}/<dataset>/<model>.csv.
 """
 
-import argparse
+import sys
 from pathlib import Path
+
+# This checkout's library, not an installed copy: dvc.yaml tracks src/, so src/ is what must run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import argparse
 
 from skunet.config import check_dataset, check_model, load_params
 from skunet.errors import exit_on_error

@@ -5,8 +5,13 @@ A killed run, re-run, resumes from its last completed epoch (state in .skunet-st
 Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
 """
 
-import argparse
+import sys
 from pathlib import Path
+
+# This checkout's library, not an installed copy: dvc.yaml tracks src/, so src/ is what must run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import argparse
 
 import torch.distributed as dist
 

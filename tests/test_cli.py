@@ -84,5 +84,5 @@ def test_smoke_workspace_is_the_project_with_the_override(tmp_path):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     smoke = yaml.safe_load((ROOT / "params.smoke.yaml").read_text())
     assert params["base"]["profile"] == "smoke"
-    assert params["resize"]["drive"]["size"] == smoke["resize"]["drive"]["size"]
+    assert params["resize"]["drive"]["input_size"] == smoke["resize"]["drive"]["input_size"]
     assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()

@@ -61,6 +61,6 @@ def test_smoke_override_applies_and_validates():
     merged = deep_merge(PARAMS, override)
     validate(merged)
     assert merged["base"]["profile"] == "smoke"
-    assert merged["resize"]["drive"]["size"] < PARAMS["resize"]["drive"]["size"]
+    assert merged["resize"]["drive"]["input_size"] < PARAMS["resize"]["drive"]["input_size"]
     with pytest.raises(SkunetError, match="override: unknown key 'train.common.epohcs'"):
         deep_merge(PARAMS, {"train": {"common": {"epohcs": 1}}})

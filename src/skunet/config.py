@@ -114,7 +114,7 @@ SCHEMA: dict[str, Any] = {
         ds: {"sources": Kind(list, "a list of sources"), "help": Kind(str, "a text")}
         for ds in DATASETS
     },
-    "resize": {ds: {"size": Number(lo=16, integer=True)} for ds in DATASETS},
+    "resize": {ds: {"input_size": Number(lo=16, integer=True)} for ds in DATASETS},
     # The transforms are validated where they are built (skunet.data.augment), with their names.
     "augment": Kind(dict, "a mapping"),
     "split": {"validation_fraction": FRACTION_OPEN, "mode": OneOf(("tail", "by_source"))},

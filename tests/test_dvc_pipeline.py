@@ -1,0 +1,178 @@
+"""dvc.yaml against the code: every params value reaches DVC's run-cache key, every stage depends on
+each module of src/ it imports and runs the copy of the checkout it is in, and a changed input
+size re-runs resize (and is restored from the run cache when changed back)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from modulefinder import ModuleFinder
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from dvc.repo import Repo
+from dvc.stage.cache import _get_cache_hash
+from dvc.stage.serialize import _serialize_params_values, split_params_deps
+
+from conftest import ROOT
+from skunet.cli import copy_tracked
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+
+
+def _stages():
+    with Repo(str(ROOT)) as repo:
+        return list(repo.index.stages)
+
+
+STAGES = _stages()
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _leaves(sub, (*path, key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _leaves(sub, (*path, i))
+    else:
+        yield path
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if value is None:
+        return 0
+    return f"{value}-changed"
+
+
+def _set(tree, path, value):
+    for key in path[:-1]:
+        tree = tree[key]
+    tree[path[-1]] = value
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.addressing)
+def test_every_params_value_changes_the_run_cache_key(stage):
+    """DVC's run cache drops params keys named `size` or `nfiles` at any depth before hashing
+    (treeverse/dvc#10296): a stage reading such a key would be "restored" from the cache of
+    another value. Hash this stage's params through DVC's own key function, change each leaf in
+    turn, and require a new key."""
+    with Repo(str(ROOT)):
+        params, _ = split_params_deps(stage)
+        for dep in params:
+            dep.fill_values(dep.read_params())
+        lock = {"cmd": stage.cmd, "params": _serialize_params_values(params)}
+    assert lock["params"], f"{stage.addressing} declares no params"
+    key = _get_cache_hash(copy.deepcopy(lock), key=True)
+    leaves = list(_leaves(lock["params"]))
+    assert leaves
+    for path in leaves:
+        edited = copy.deepcopy(lock)
+        _set(edited["params"], path, _changed(_get(edited["params"], path)))
+        assert _get_cache_hash(edited, key=True) != key, (
+            f"{stage.addressing}: params value {'.'.join(map(str, path))} does not reach DVC's "
+            "run-cache key; rename the key (DVC drops `size` and `nfiles`)"
+        )
+
+
+def _imported_modules(script: Path) -> set[str]:
+    """The files of src/ that `script` imports, at any depth (imports inside functions too)."""
+    finder = ModuleFinder(path=[str(ROOT / "src")])
+    finder.run_script(str(script))
+    return {
+        Path(module.__file__).relative_to(ROOT).as_posix()
+        for name, module in finder.modules.items()
+        if module.__file__ and name.split(".")[0] == "skunet"
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.addressing)
+def test_each_stage_depends_on_every_module_it_imports(stage):
+    script = ROOT / stage.cmd.split()[1]
+    deps = [dep.def_path for dep in stage.deps if not hasattr(dep, "params")]
+    assert script.relative_to(ROOT).as_posix() in deps
+    imported = _imported_modules(script)
+    assert imported, f"{script} imports nothing from src/"
+    uncovered = [f for f in sorted(imported) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert not uncovered, f"{stage.addressing} imports {uncovered} but dvc.yaml does not list them as deps"
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the project (its tracked files) in a fresh git repository, whose library raises
+    a marker error as soon as params are loaded: any stage that runs this copy's code says so."""
+    work = tmp_path / "checkout"
+    copy_tracked(ROOT, work)
+    config = work / "src" / "skunet" / "config.py"
+    text = config.read_text()
+    anchor = '    """Read and validate params.yaml."""\n'
+    assert anchor in text
+    config.write_text(text.replace(anchor, anchor + '    raise SkunetError("edited in this checkout")\n'))
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
+    return work
+
+
+def _env_without_pythonpath() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"DVC_NO_ANALYTICS": "1"}
+
+
+@pytest.mark.slow
+def test_every_stage_script_runs_the_library_of_its_own_checkout(checkout):
+    for stage in STAGES:
+        cmd = stage.cmd.split()
+        result = subprocess.run([sys.executable, *cmd[1:]], cwd=checkout, env=_env_without_pythonpath(),
+                                capture_output=True, text=True)
+        assert result.returncode == 2, (stage.addressing, result.stderr[-1500:])
+        assert result.stderr.strip() == "error: edited in this checkout", (stage.addressing, result.stderr[-1500:])
+
+
+@pytest.mark.slow
+def test_dvc_repro_in_a_copy_runs_the_copy(checkout):
+    result = subprocess.run(["dvc", "repro", "download@drive"], cwd=checkout, env=_env_without_pythonpath(),
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "error: edited in this checkout" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_a_changed_input_size_reruns_resize_and_changing_it_back_restores_it(tmp_path, mirror):
+    work = tmp_path / "work"
+    copy_tracked(ROOT, work)
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "SKUNET_DATA_MIRROR": str(mirror)}
+
+    def repro_at(size: int) -> str:
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        params["resize"]["drive"]["input_size"] = size
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        result = subprocess.run(["dvc", "repro", "resize@drive"], cwd=work, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        status = subprocess.run(["dvc", "status", "resize@drive"], cwd=work, env=env, capture_output=True, text=True)
+        assert "up to date" in status.stdout, status.stdout
+        assert np.load(work / "data/resized/drive/train_images.npy", mmap_mode="r").shape[1:] == (size, size, 3)
+        assert json.loads((work / "data/resized/drive/meta.json").read_text())["size"] == size
+        return result.stdout
+
+    assert "Running stage 'resize@drive'" in repro_at(32)
+    assert "Running stage 'resize@drive'" in repro_at(24)
+    back = repro_at(32)
+    assert "Stage 'resize@drive' is cached - skipping run, checking out outputs" in back, back
