@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from skunet.baseline import baseline_text, environment
 from skunet.cli import lay_out_workspace, project_root
 from skunet.config import DATASETS, MODELS
 
@@ -45,7 +46,7 @@ def run_seed(root: Path, workdir: Path, seed: int) -> dict:
     subprocess.run(["dvc", "repro", "evaluate"], cwd=workdir, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return {
-        ds: {m: json.loads((workdir / "metrics" / ds / f"{m}.json").read_text())["paper"] for m in MODELS}
+        ds: {m: json.loads((workdir / "metrics" / ds / f"{m}.json").read_text()) for m in MODELS}
         for ds in DATASETS
     }
 
@@ -64,7 +65,7 @@ def main() -> None:
     for ds in DATASETS:
         for m in MODELS:
             for metric in METRICS:
-                values = [runs[s][ds][m][metric] for s in args.seeds]
+                values = [runs[s][ds][m]["paper"][metric] for s in args.seeds]
                 summary[f"{ds}/{m}/{metric}"] = {
                     "values": values,
                     "mean": statistics.mean(values),
@@ -87,22 +88,18 @@ def write_baseline(path: Path, runs: dict, summary: dict, seeds: list[int]) -> N
     for metric in METRICS:
         spread = max(summary[f"{ds}/{m}/{metric}"]["std"] for ds in DATASETS for m in MODELS)
         tolerances[metric] = math.ceil(max(3 * spread, FLOOR[metric]) * 100) / 100
-    lines = [
-        "# Smoke-profile baseline: the metrics `skunet smoke` produces (protocol `paper`), and the",
-        "# tolerances `skunet check --baseline baselines/smoke.yaml` allows. Written by",
-        f"#   python benchmarks/smoke_spread.py --seeds {' '.join(map(str, seeds))} --write-baseline {path}",
-        f"# Values: the run with the default seed ({default_seed}), which CI repeats. Tolerances: three",
-        "# standard deviations of the metric over those seeds (the largest over the six models), at",
-        f"# least {FLOOR}; a model predicting background only (F1 0) fails.",
-        "tolerances: {" + ", ".join(f"{k}: {v}" for k, v in tolerances.items()) + "}",
+    header = [
+        "# Smoke-profile baseline: the metrics `skunet smoke` produces, and what",
+        "# `skunet check --baseline baselines/smoke.yaml` holds a run to (see skunet/baseline.py).",
+        f"# Tolerances, written by: python benchmarks/smoke_spread.py --seeds {' '.join(map(str, seeds))} --write-baseline {path}",
+        "# three standard deviations of the metric over those seeds (the largest over the six models), at",
+        f"# least {FLOOR}; a model predicting background only (F1 0) fails. They apply where the",
+        "# environment differs from the recorded one. Values and `exact`: the run with the default seed",
+        f"# ({default_seed}), which CI repeats; in the recorded environment every number must repeat exactly.",
+        "# Re-record values, environment and exact (keeping tolerances): skunet record-baseline --workdir DIR",
     ]
-    for ds in DATASETS:
-        lines.append(f"{ds}:")
-        for m in MODELS:
-            values = runs[default_seed][ds][m]
-            lines.append(f"  {m + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in METRICS) + "}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(baseline_text(header, tolerances, runs[default_seed], environment()))
 
 
 if __name__ == "__main__":

@@ -66,7 +66,10 @@ def test_check_against_the_smoke_baseline_catches_an_all_background_model(tmp_pa
             paper = dict(values)
             (tmp_path / "metrics" / dataset / f"{model}.json").write_text(json.dumps({"paper": paper}))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    args = ["check", "--workdir", str(tmp_path), "--baseline", str(ROOT / "baselines" / "smoke.yaml")]
+    # the tolerance gate alone, as in an environment other than the recorded one
+    tolerance_only = tmp_path / "smoke.yaml"
+    tolerance_only.write_text(yaml.safe_dump({k: v for k, v in baseline.items() if k not in ("environment", "exact")}))
+    args = ["check", "--workdir", str(tmp_path), "--baseline", str(tolerance_only)]
     with pytest.raises(SystemExit) as ok:
         main(args)
     assert ok.value.code == 0
@@ -86,3 +89,70 @@ def test_smoke_workspace_is_the_project_with_the_override(tmp_path):
     assert params["base"]["profile"] == "smoke"
     assert params["resize"]["drive"]["input_size"] == smoke["resize"]["drive"]["input_size"]
     assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+
+
+def test_check_fails_on_a_deleted_metrics_file_unless_the_run_is_declared_partial(tmp_path, capsys):
+    work = workspace(tmp_path)
+    (work / "metrics" / "chase" / "skunet.json").unlink()
+    with pytest.raises(SystemExit) as strict:
+        main(["check", "--workdir", str(work)])
+    assert strict.value.code == 1
+    assert "1 model(s) missing, FAIL" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as partial:
+        main(["check", "--workdir", str(work), "--allow-missing"])
+    assert partial.value.code == 0
+    out = capsys.readouterr().out
+    assert "1 model(s) missing, allowed (--allow-missing): a partial run" in out
+    assert "- chase/skunet: f1, accuracy, auc not reproduced" in out
+
+
+def test_check_against_a_baseline_recorded_here_holds_every_number(tmp_path, capsys):
+    work = workspace(tmp_path)
+    baseline = tmp_path / "smoke.yaml"
+    baseline.write_text("tolerances: {f1: 0.05, accuracy: 0.01, auc: 0.01}\ndrive:\n  unet: {f1: 0.8}\n")
+    main(["record-baseline", "--workdir", str(work), "--baseline", str(baseline)])
+    assert "recorded 36 numbers" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as same:
+        main(["check", "--workdir", str(work), "--baseline", str(baseline)])
+    assert same.value.code == 0
+    path = work / "metrics" / "drive" / "unet.json"
+    content = json.loads(path.read_text())
+    content["fov"]["f1"] += 1e-9  # far inside every tolerance, but not the same number
+    path.write_text(json.dumps(content))
+    with pytest.raises(SystemExit) as moved:
+        main(["check", "--workdir", str(work), "--baseline", str(baseline)])
+    assert moved.value.code == 1
+    assert "drive.unet.fov.f1:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["parent", "project", "file", "foreign"])
+def test_smoke_refuses_a_workdir_it_would_overwrite(tmp_path, monkeypatch, capsys, where):
+    monkeypatch.chdir(ROOT)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("my notes\n")
+    (tmp_path / "a-file").write_text("x\n")
+    workdir = {"parent": ROOT.parent, "project": ROOT, "file": tmp_path / "a-file", "foreign": foreign}[where]
+    with pytest.raises(SystemExit) as exit_:
+        main(["smoke", "--workdir", str(workdir)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --workdir {workdir}") and len(err.strip().splitlines()) == 1
+    expected = {"parent": "contains the project", "project": "contains the project", "file": "is a file",
+                "foreign": "not empty and not a smoke workspace"}[where]
+    assert expected in err
+    assert (foreign / "README.md").read_text() == "my notes\n" and sorted(p.name for p in foreign.iterdir()) == ["README.md"]
+
+
+def test_smoke_accepts_an_empty_folder_and_an_earlier_smoke_workspace(tmp_path):
+    from skunet.cli import SMOKE_MARKER, check_workdir
+
+    check_workdir(ROOT, tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_workdir(ROOT, tmp_path / "empty")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / SMOKE_MARKER).write_text("made by `skunet smoke`\n")
+    (earlier / "dvc.yaml").write_text("stages: {}\n")
+    check_workdir(ROOT, earlier)
+    check_workdir(ROOT, ROOT / ".smoke")

@@ -80,44 +80,6 @@ def test_load_reference_reads_json_baseline(tmp_path):
     assert C.load_reference(path) == {"drive": {"unet": {"f1": 0.8}}}
 
 
-def test_load_baseline_reference_and_tolerances(tmp_path):
-    path = tmp_path / "smoke.yaml"
-    path.write_text(
-        "# a smoke-run baseline\n"
-        "tolerances: {f1: 0.1, auc: 0.05}\n"
-        "drive:\n  unet: {f1: 0.5, accuracy: 0.9, auc: 0.8}\n"
-    )
-    baseline = C.load_baseline(path)
-    assert baseline["tolerances"] == {"f1": 0.1, "auc": 0.05}
-    assert baseline["reference"] == {"drive": {"unet": {"f1": 0.5, "accuracy": 0.9, "auc": 0.8}}}
-    assert C.load_reference(path) == baseline["reference"]  # `tolerances` is not a dataset
-
-
-@pytest.mark.parametrize(
-    "text, key",
-    [
-        ("drive:\n  unet: {f1: 0.5}\n", "tolerances"),
-        ("tolerances: {f1: -1}\ndrive:\n  unet: {f1: 0.5}\n", "tolerances.f1"),
-    ],
-)
-def test_load_baseline_bad_tolerances(tmp_path, text, key):
-    path = tmp_path / "b.yaml"
-    path.write_text(text)
-    with pytest.raises(ValueError, match=f"b.yaml: key '{key}'"):
-        C.load_baseline(path)
-
-
-def test_run_check_against_baseline(tmp_path):
-    baseline = tmp_path / "smoke.yaml"
-    baseline.write_text("tolerances: {f1: 0.1}\ndrive:\n  unet: {f1: 0.5}\n")
-    _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.58, 0.9, 0.8)}})
-    tolerances = C.load_baseline(baseline)["tolerances"]
-    code, text = C.run_check(tmp_path / "metrics", baseline, tolerances)
-    assert code == 0 and "1/1 compared cells" in text
-    code, _ = C.run_check(tmp_path / "metrics", baseline, {"f1": 0.05})
-    assert code == 1
-
-
 # ---------------------------------------------------------------------------------------------
 # tolerance edges
 
@@ -356,11 +318,23 @@ def test_run_check_fail(tmp_path):
     assert code == 1 and "FAIL" in text
 
 
-def test_run_check_partial_passes_but_lists_missing(tmp_path):
+def test_run_check_fails_on_a_missing_result_unless_the_run_is_declared_partial(tmp_path):
     _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.81, 0.968, 0.98)}})
     code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
-    assert code == 0
+    assert code == 1
     assert "missing reproduced" in text and "15 missing" in text
+    assert "5 model(s) missing, FAIL" in text and "--allow-missing" in text
+    code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
+    assert code == 0
+    assert "5 model(s) missing, allowed (--allow-missing)" in text
+    assert "- chase/skunet: f1, accuracy, auc not reproduced" in text and "skunet.json" in text
+    assert "drive/unet:" not in text
+
+
+def test_run_check_allow_missing_still_fails_a_compared_cell_out_of_tolerance(tmp_path):
+    _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.70, 0.968, 0.98)}})
+    code, _ = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
+    assert code == 1
 
 
 def test_run_check_fov_protocol(tmp_path):

@@ -28,8 +28,9 @@ RANKING_METRIC = "f1"
 # (0.8491 - 0.8291 = 0.020000000000000018): a delta equal to the tolerance on paper must pass.
 SLACK = 1e-12
 # Top-level keys of a reference file that are not {dataset: {model: {metric: value}}}: the other
-# methods of the paper's Tables 5/6 (context only) and a baseline's own tolerances.
-CONTEXT_KEYS = ("others", "tolerances")
+# methods of the paper's Tables 5/6 (context only), and a baseline's tolerances, environment and
+# exact values (skunet.baseline).
+CONTEXT_KEYS = ("others", "tolerances", "environment", "exact")
 
 
 class ComparisonInputError(SkunetError, ValueError):
@@ -48,7 +49,7 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
     """Published (or baseline) values: ``{dataset: {model: {metric: value}}}``.
 
     Reads ``published/paper.yaml`` or any YAML/JSON file of the same layout (a baseline). The
-    top-level keys ``others`` (other methods, context only) and ``tolerances`` are skipped.
+    top-level keys of ``CONTEXT_KEYS`` (other methods, a baseline's own settings) are skipped.
 
     Raises
     ------
@@ -56,10 +57,10 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
         With one line naming the file and the offending key when the layout is wrong.
     """
     path = Path(path)
-    return _reference_from(_read_yaml(path), path)
+    return parse_reference(read_yaml_file(path), path)
 
 
-def _reference_from(data: Any, path: Path) -> dict[str, dict[str, dict[str, float]]]:
+def parse_reference(data: Any, path: Path) -> dict[str, dict[str, dict[str, float]]]:
     """The checks of :func:`load_reference` on the already parsed contents of `path`."""
     if not isinstance(data, dict) or not data:
         raise ComparisonInputError(
@@ -85,35 +86,12 @@ def _reference_from(data: Any, path: Path) -> dict[str, dict[str, dict[str, floa
     return reference
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml_file(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ComparisonInputError(f"{path}: cannot read the reference file ({reason})") from None
-
-
-def load_baseline(path: Path | str) -> dict[str, Any]:
-    """A baseline file: reference values plus the tolerances to hold them to.
-
-    Layout: that of :func:`load_reference`, plus a top-level ``tolerances: {metric: value}``
-    (a baseline from a smoke run needs wider tolerances than the paper's). Returns
-    ``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value}}``.
-    """
-    path = Path(path)
-    data = _read_yaml(path)
-    reference = _reference_from(data, path)
-    tolerances = data.get("tolerances")
-    if not isinstance(tolerances, dict) or not tolerances:
-        raise ComparisonInputError(
-            f"{path}: key 'tolerances' must map metric names to non-negative numbers"
-        )
-    for metric, tol in tolerances.items():
-        if not _is_number(tol) or tol < 0:
-            raise ComparisonInputError(
-                f"{path}: key 'tolerances.{metric}' must be a non-negative number, got {tol!r}"
-            )
-    return {"reference": reference, "tolerances": {str(k): float(v) for k, v in tolerances.items()}}
 
 
 def load_reproduced(
@@ -453,17 +431,32 @@ def format_table(result: Mapping[str, Any]) -> str:
 # skunet check
 
 
+def missing_results(result: Mapping[str, Any], metrics_dir: Path) -> list[str]:
+    """One line per model with a published (or baseline) value but no metrics file yet."""
+    missing: dict[tuple[str, str], list[str]] = {}
+    for row in result_rows(result):
+        if row["missing"] == "reproduced":
+            missing.setdefault((row["dataset"], row["model"]), []).append(row["metric"])
+    return [
+        f"{dataset}/{model}: {', '.join(metrics)} not reproduced (no {Path(metrics_dir) / dataset / model}.json:"
+        f" not yet trained and evaluated)"
+        for (dataset, model), metrics in missing.items()
+    ]
+
+
 def run_check(
     metrics_dir: Path,
     reference_path: Path,
     tolerances: Mapping[str, float],
     protocol: str = "paper",
+    allow_missing: bool = False,
 ) -> tuple[int, str]:
     """Compare every ``metrics_dir/<dataset>/<model>.json`` with the reference file.
 
-    Returns ``(exit_code, text)``: 0 when at least one cell was compared and every compared cell
-    is within tolerance, 1 otherwise (including when no metrics file exists yet). Missing cells
-    are listed in the text but do not fail the check. A malformed file raises
+    Returns ``(exit_code, text)``: 0 when at least one cell was compared, every compared cell is
+    within tolerance and no reference cell lacks its reproduced value; 1 otherwise (including
+    when no metrics file exists yet). With `allow_missing` (a declared partial run) cells not yet
+    reproduced do not fail the check; the text names them either way. A malformed file raises
     :class:`ComparisonInputError` naming it.
     """
     reference = load_reference(reference_path)
@@ -475,4 +468,10 @@ def run_check(
         )
     result = compare(reproduced, reference, tolerances, protocol=protocol)
     text = f"Comparison with {reference_path} (protocol `{protocol}`)\n\n" + format_table(result)
-    return (0 if result["all_pass"] else 1), text
+    missing = missing_results(result, metrics_dir)
+    if missing:
+        verdict = ("allowed (--allow-missing): a partial run" if allow_missing
+                   else "FAIL: a missing result fails the check; pass --allow-missing for a partial run")
+        text += f"\n{len(missing)} model(s) missing, {verdict}:\n" + "".join(f"- {line}\n" for line in missing)
+    passed = result["all_pass"] and (allow_missing or not missing)
+    return (0 if passed else 1), text

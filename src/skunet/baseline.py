@@ -1,0 +1,202 @@
+"""The smoke baseline (``baselines/smoke.yaml``): what ``skunet check --baseline`` holds a run to.
+
+A smoke run is bit-reproducible for a given seed, machine and library set (two runs write the same
+bytes), so a baseline records the environment it was made in and every number of every model's
+metrics file, both protocols, at full precision (``exact``). Where the environment of the check
+matches, each of those numbers must come back exactly: a bug that moves any metric at all (a
+forward pass left in training mode, a changed threshold) fails. Where it does not (another CPU,
+another library version), the run is held to the rounded paper-protocol values within
+``tolerances``, the spread over seeds.
+
+Layout::
+
+    tolerances: {f1: .., accuracy: .., auc: ..}
+    drive: {unet: {f1: .., accuracy: .., auc: ..}, ...}     # rounded, protocol `paper`
+    chase: {...}
+    environment: {python: .., torch: .., ..., cpu: .., threads: ..}
+    exact: {drive: {unet: {paper: {f1: .., tp: .., ...}, fov: {...}}, ...}, chase: {...}}
+
+``skunet record-baseline --workdir DIR`` rewrites the values, ``environment`` and ``exact`` from a
+smoke workspace and keeps the tolerances, so a re-recording shows in the diff number by number.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from skunet.atomic import atomic_file
+from skunet.compare import ComparisonInputError, load_reproduced, parse_reference, read_yaml_file
+from skunet.config import DATASETS, MODELS
+
+# The rounded values the tolerance gate compares (protocol `paper`).
+GATED_METRICS = ("f1", "accuracy", "auc")
+# Libraries whose version can change a smoke run's numbers: training, data drawing and decoding.
+LIBRARIES = {
+    "torch": "torch",
+    "numpy": "numpy",
+    "opencv": "cv2",
+    "albumentations": "albumentations",
+    "scipy": "scipy",
+    "pillow": "PIL",
+}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """What a smoke run's numbers depend on besides the code: Python, the libraries above, the
+    processor and the number of threads torch uses."""
+    import importlib
+
+    import torch
+
+    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    for name, module in LIBRARIES.items():
+        env[name] = str(importlib.import_module(module).__version__)
+    env["cpu"] = _cpu_model()
+    env["threads"] = torch.get_num_threads()
+    return env
+
+
+def load_baseline(path: Path | str) -> dict[str, Any]:
+    """``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value},
+    "environment": {...} or None, "exact": {dataset: {model: {protocol: {name: number}}}} or None}``.
+    """
+    path = Path(path)
+    data = read_yaml_file(path)
+    reference = parse_reference(data, path)
+    tolerances = data.get("tolerances")
+    if not isinstance(tolerances, dict) or not tolerances:
+        raise ComparisonInputError(
+            f"{path}: key 'tolerances' must map metric names to non-negative numbers"
+        )
+    for metric, tol in tolerances.items():
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
+            raise ComparisonInputError(
+                f"{path}: key 'tolerances.{metric}' must be a non-negative number, got {tol!r}"
+            )
+    environment_, exact = data.get("environment"), data.get("exact")
+    if (environment_ is None) != (exact is None) or not all(
+        v is None or isinstance(v, dict) for v in (environment_, exact)
+    ):
+        raise ComparisonInputError(
+            f"{path}: keys 'environment' and 'exact' must both be mappings, or both absent;"
+            " re-record with `skunet record-baseline`"
+        )
+    return {
+        "reference": reference,
+        "tolerances": {str(k): float(v) for k, v in tolerances.items()},
+        "environment": environment_,
+        "exact": exact,
+    }
+
+
+def environment_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``name: recorded -> current`` for each entry that differs (or exists on one side only)."""
+    return [
+        f"{key}: {recorded.get(key, '-')} recorded, {current.get(key, '-')} here"
+        for key in sorted({*recorded, *current})
+        if recorded.get(key) != current.get(key)
+    ]
+
+
+def _numbers(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Every number of a nested mapping, by dotted path."""
+    if isinstance(tree, Mapping):
+        out: dict[str, Any] = {}
+        for key, sub in tree.items():
+            out.update(_numbers(sub, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix.rstrip("."): tree}
+    return {}
+
+
+def exact_mismatches(exact: Mapping[str, Any], reproduced: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """(numbers held, one line per recorded number that did not come back exactly)."""
+    recorded, found = _numbers(exact), _numbers(reproduced)
+    lines = []
+    for key, value in recorded.items():
+        if key not in found:
+            lines.append(f"{key}: {value!r} recorded, missing here")
+        elif found[key] != value:
+            lines.append(f"{key}: {value!r} recorded, {found[key]!r} here")
+    return len(recorded), lines
+
+
+def exact_check(baseline: Mapping[str, Any], metrics_dir: Path) -> tuple[int, str]:
+    """Hold the metrics files to the baseline's exact values where the environment matches.
+
+    Returns ``(exit_code, text)``; without exact values, or in another environment, 0 and a
+    line saying that only the tolerances apply.
+    """
+    if baseline["exact"] is None:
+        return 0, "the baseline records no exact values: held to the tolerances only\n"
+    differences = environment_differences(baseline["environment"], environment())
+    if differences:
+        return 0, (
+            "environment differs from the baseline's (" + "; ".join(differences)
+            + "): held to the tolerances (the spread over seeds) only\n"
+        )
+    held, mismatches = exact_mismatches(baseline["exact"], load_reproduced(metrics_dir))
+    if mismatches:
+        return 1, (
+            f"same environment as the baseline, but {len(mismatches)} of {held} recorded numbers"
+            " changed (a smoke run repeats bit for bit here; if the change is intended, re-record"
+            " with `skunet record-baseline`):\n" + "".join(f"  {line}\n" for line in mismatches)
+        )
+    return 0, f"same environment as the baseline: all {held} recorded numbers repeated exactly\n"
+
+
+def baseline_text(header: list[str], tolerances: Mapping[str, float], runs: Mapping[str, Any],
+                  env: Mapping[str, Any]) -> str:
+    """The baseline file: `header` (comment lines), tolerances, rounded values, environment and
+    every number of `runs` (``{dataset: {model: metrics file content}}``)."""
+    lines = [*header, "tolerances: {" + ", ".join(f"{k}: {v}" for k, v in tolerances.items()) + "}"]
+    for dataset in DATASETS:
+        lines.append(f"{dataset}:")
+        for model in MODELS:
+            values = runs[dataset][model]["paper"]
+            lines.append(f"  {model + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in GATED_METRICS) + "}")
+    exact = {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}
+    body = yaml.safe_dump({"environment": dict(env), "exact": exact}, sort_keys=False, width=100)
+    return "\n".join(lines) + "\n" + body
+
+
+def _only_numbers(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """`tree` with its strings, lists and other non-numbers left out."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out[key] = _only_numbers(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def record(path: Path, metrics_dir: Path) -> str:
+    """Rewrite the baseline at `path` from the metrics files in `metrics_dir`, in this environment,
+    keeping its comment header and tolerances. Returns a one-line summary."""
+    old = load_baseline(path)
+    runs = load_reproduced(metrics_dir)
+    missing = [f"{metrics_dir / ds / m}.json" for ds in DATASETS for m in MODELS if m not in runs.get(ds, {})]
+    if missing:
+        raise ComparisonInputError(f"{missing[0]}: missing; run the whole smoke pipeline before recording")
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    env = environment()
+    with atomic_file(path) as tmp:
+        tmp.write_text(baseline_text(header, old["tolerances"], runs, env))
+    return f"{path}: recorded {len(_numbers(runs))} numbers from {metrics_dir} ({env['cpu']}, {env['threads']} threads)"

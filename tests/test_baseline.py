@@ -1,0 +1,149 @@
+"""The smoke baseline: tolerances always, every number exactly where the environment matches."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from skunet import baseline as B
+from skunet import compare as C
+from skunet.config import DATASETS, MODELS
+from skunet.metrics import COUNT_NAMES, PROTOCOLS, SCORE_NAMES
+
+
+def _metrics_file(f1: float) -> dict:
+    paper = {"f1": f1, "accuracy": 0.9388824402957934, "auc": 0.9173149652335421,
+             "sensitivity": 0.41, "tp": 240384, "fp": 65766, "fn": 337561, "tn": 5955489}
+    return {"paper": paper, "fov": {**paper, "accuracy": 0.91}}
+
+
+def _write_run(metrics_dir: Path, f1: float = 0.5437967639224291) -> None:
+    for dataset in DATASETS:
+        for model in MODELS:
+            path = metrics_dir / dataset / f"{model}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(_metrics_file(f1)))
+
+
+@pytest.fixture
+def recorded(tmp_path) -> Path:
+    """A baseline recorded here, from a complete run in tmp_path/metrics."""
+    _write_run(tmp_path / "metrics")
+    path = tmp_path / "smoke.yaml"
+    path.write_text("# how this baseline was made\ntolerances: {f1: 0.1, accuracy: 0.02, auc: 0.04}\n"
+                    "drive:\n  unet: {f1: 0.5, accuracy: 0.9, auc: 0.9}\n")
+    B.record(path, tmp_path / "metrics")
+    return path
+
+
+def test_load_baseline_reference_and_tolerances(tmp_path):
+    path = tmp_path / "smoke.yaml"
+    path.write_text(
+        "# a smoke-run baseline\n"
+        "tolerances: {f1: 0.1, auc: 0.05}\n"
+        "drive:\n  unet: {f1: 0.5, accuracy: 0.9, auc: 0.8}\n"
+    )
+    baseline = B.load_baseline(path)
+    assert baseline["tolerances"] == {"f1": 0.1, "auc": 0.05}
+    assert baseline["reference"] == {"drive": {"unet": {"f1": 0.5, "accuracy": 0.9, "auc": 0.8}}}
+    assert baseline["environment"] is None and baseline["exact"] is None
+    assert C.load_reference(path) == baseline["reference"]  # `tolerances` is not a dataset
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("drive:\n  unet: {f1: 0.5}\n", "key 'tolerances'"),
+        ("tolerances: {f1: -1}\ndrive:\n  unet: {f1: 0.5}\n", "key 'tolerances.f1'"),
+        ("tolerances: {f1: 1}\ndrive:\n  unet: {f1: 0.5}\nexact: {}\n", "keys 'environment' and 'exact'"),
+    ],
+)
+def test_load_baseline_bad_layout(tmp_path, text, key):
+    path = tmp_path / "b.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"b.yaml: {key}"):
+        B.load_baseline(path)
+
+
+def test_run_check_against_baseline(tmp_path):
+    baseline = tmp_path / "smoke.yaml"
+    baseline.write_text("tolerances: {f1: 0.1}\ndrive:\n  unet: {f1: 0.5}\n")
+    (tmp_path / "metrics" / "drive").mkdir(parents=True)
+    (tmp_path / "metrics" / "drive" / "unet.json").write_text(json.dumps(_metrics_file(0.58)))
+    tolerances = B.load_baseline(baseline)["tolerances"]
+    code, text = C.run_check(tmp_path / "metrics", baseline, tolerances)
+    assert code == 0 and "1/1 compared cells" in text
+    code, _ = C.run_check(tmp_path / "metrics", baseline, {"f1": 0.05})
+    assert code == 1
+
+
+def test_record_keeps_the_header_and_tolerances_and_rounds_the_gated_values(recorded):
+    text = recorded.read_text()
+    assert text.startswith("# how this baseline was made\ntolerances: {f1: 0.1, accuracy: 0.02, auc: 0.04}\n")
+    baseline = B.load_baseline(recorded)
+    assert baseline["reference"]["chase"]["skunet"] == {"f1": 0.5438, "accuracy": 0.9389, "auc": 0.9173}
+    assert baseline["environment"] == B.environment()
+    # full precision survives the YAML round trip, counts stay integers
+    assert baseline["exact"]["drive"]["unet"]["paper"]["f1"] == 0.5437967639224291
+    assert baseline["exact"]["drive"]["unet"]["fov"]["tn"] == 5955489
+
+
+def test_exact_check_passes_when_every_number_repeats(recorded, tmp_path):
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics")
+    assert code == 0
+    assert text == "same environment as the baseline: all 96 recorded numbers repeated exactly\n"
+
+
+@pytest.mark.parametrize("key, value", [("tn", 5955488), ("f1", math.nextafter(0.5437967639224291, 1.0))])
+def test_exact_check_fails_when_one_number_moves_by_its_last_digit(recorded, tmp_path, key, value):
+    path = tmp_path / "metrics" / "chase" / "unet_dropblock.json"
+    content = json.loads(path.read_text())
+    content["fov"][key] = value
+    path.write_text(json.dumps(content))
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics")
+    assert code == 1
+    assert "1 of 96 recorded numbers changed" in text
+    assert f"chase.unet_dropblock.fov.{key}:" in text and repr(value) in text
+    assert "skunet record-baseline" in text
+
+
+def test_exact_check_fails_when_a_recorded_model_is_missing(recorded, tmp_path):
+    (tmp_path / "metrics" / "drive" / "skunet.json").unlink()
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics")
+    assert code == 1 and "drive.skunet.paper.f1: 0.5437967639224291 recorded, missing here" in text
+
+
+def test_in_another_environment_only_the_tolerances_hold(recorded, tmp_path):
+    data = yaml.safe_load(recorded.read_text())
+    data["environment"]["numpy"] = "1.0.0"
+    recorded.write_text(yaml.safe_dump(data))
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    path.write_text(json.dumps(_metrics_file(0.51)))  # moved, but within the tolerance
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics")
+    assert code == 0
+    assert text.startswith(f"environment differs from the baseline's (numpy: 1.0.0 recorded, {B.environment()['numpy']} here)")
+    assert "held to the tolerances (the spread over seeds) only" in text
+
+
+def test_record_refuses_an_incomplete_run_and_leaves_the_baseline(recorded, tmp_path):
+    before = recorded.read_text()
+    (tmp_path / "metrics" / "chase" / "skunet.json").unlink()
+    with pytest.raises(C.ComparisonInputError, match="skunet.json: missing; run the whole smoke pipeline"):
+        B.record(recorded, tmp_path / "metrics")
+    assert recorded.read_text() == before
+
+
+def test_the_committed_smoke_baseline_holds_every_number_of_every_model():
+    baseline = B.load_baseline(ROOT / "baselines" / "smoke.yaml")
+    assert set(baseline["environment"]) == set(B.environment())
+    for dataset in DATASETS:
+        for model in MODELS:
+            for protocol in PROTOCOLS:
+                assert set(baseline["exact"][dataset][model][protocol]) == {*SCORE_NAMES, "auc", *COUNT_NAMES}
+            gated = baseline["reference"][dataset][model]
+            assert gated == {k: round(baseline["exact"][dataset][model]["paper"][k], 4) for k in gated}
