@@ -59,3 +59,26 @@ def test_metrics_recomputed_from_the_pngs_agree(tmp_path, resized):
             assert again[protocol][key] == pytest.approx(saved[protocol][key], abs=0.01)
     for kind in ("roc", "pr", "per_image"):
         assert (tmp_path / "plots" / kind / "drive" / "unet.csv").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["unet", "unet_dropblock", "skunet"])
+def test_a_prediction_depends_on_its_image_only(name):
+    """The test-time forward pass runs in eval mode whatever mode the model arrives in: BatchNorm
+    on its running statistics (not the batch's) and DropBlock off. So an image's probabilities
+    are the same alone or beside others, and the same on every call."""
+    from skunet.evaluation import predict
+    from skunet.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, base_width=4, depth=3, block_size=3, keep_prob=0.5))
+    with torch.no_grad():  # running statistics away from their start, as after training
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    model.train()  # as the training loop leaves it
+    images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    together = predict(model, images, torch.device("cpu"), batch_size=3)
+    alone = np.concatenate([predict(model, images[i : i + 1], torch.device("cpu"), batch_size=1) for i in range(3)])
+    np.testing.assert_allclose(alone, together, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(predict(model, images, torch.device("cpu"), batch_size=3), together)
