@@ -88,3 +88,15 @@ def run_stage(script: str, *args: str, cwd: Path, env: dict | None = None) -> su
     full_env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd,
                           env=full_env, capture_output=True, text=True)
+
+
+def project_copy(path: Path) -> Path:
+    """The project's tracked files, as the working tree has them, in a fresh git repository."""
+    from skunet.cli import copy_tracked
+
+    copy_tracked(ROOT, path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=path, check=True)
+    return path

@@ -19,11 +19,7 @@ from dvc.repo import Repo
 from dvc.stage.cache import _get_cache_hash
 from dvc.stage.serialize import _serialize_params_values, split_params_deps
 
-from conftest import ROOT
-from skunet.cli import copy_tracked
-
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
-
+from conftest import ROOT, project_copy
 
 def _stages():
     with Repo(str(ROOT)) as repo:
@@ -116,16 +112,12 @@ def test_each_stage_depends_on_every_module_it_imports(stage):
 def checkout(tmp_path):
     """A copy of the project (its tracked files) in a fresh git repository, whose library raises
     a marker error as soon as params are loaded: any stage that runs this copy's code says so."""
-    work = tmp_path / "checkout"
-    copy_tracked(ROOT, work)
+    work = project_copy(tmp_path / "checkout")
     config = work / "src" / "skunet" / "config.py"
     text = config.read_text()
     anchor = '    """Read and validate params.yaml."""\n'
     assert anchor in text
     config.write_text(text.replace(anchor, anchor + '    raise SkunetError("edited in this checkout")\n'))
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
     return work
 
 
@@ -153,11 +145,7 @@ def test_dvc_repro_in_a_copy_runs_the_copy(checkout):
 
 @pytest.mark.slow
 def test_a_changed_input_size_reruns_resize_and_changing_it_back_restores_it(tmp_path, mirror):
-    work = tmp_path / "work"
-    copy_tracked(ROOT, work)
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
+    work = project_copy(tmp_path / "work")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "SKUNET_DATA_MIRROR": str(mirror)}
 
     def repro_at(size: int) -> str:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
-from skunet.cli import copy_tracked
+from conftest import ROOT, project_copy
 from skunet.config import deep_merge
 
 pytestmark = pytest.mark.slow
@@ -30,12 +29,7 @@ def dvc(*args: str, cwd) -> subprocess.CompletedProcess:
 @pytest.fixture
 def workspace(tmp_path, mirror):
     """The tracked project files in a fresh git repository."""
-    work = tmp_path / "work"
-    copy_tracked(ROOT, work)
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "project"], cwd=work, check=True)
-    return work
+    return project_copy(tmp_path / "work")
 
 
 def test_data_stages_on_the_real_archives(workspace):
