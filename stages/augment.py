@@ -18,10 +18,10 @@ import json
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from skunet.atomic import atomic_dir
+from skunet.atomic import atomic_dir, read_array
 from skunet.config import check_dataset, load_params
 from skunet.data.augment import augment_dataset, build_augmentations, library_versions
-from skunet.errors import SkunetError, exit_on_error
+from skunet.errors import exit_on_error
 
 
 @exit_on_error
@@ -32,11 +32,8 @@ def main() -> None:
     params = load_params()
     resized = Path("data/resized") / dataset
 
-    try:
-        images = np.load(resized / "train_images.npy")
-        labels = np.load(resized / "train_labels.npy")
-    except FileNotFoundError as err:
-        raise SkunetError(f"{err.filename}: missing; run `dvc repro resize@{dataset}` first") from None
+    images = read_array(resized / "train_images.npy", f"resize@{dataset}")
+    labels = read_array(resized / "train_labels.npy", f"resize@{dataset}")
     pipelines = build_augmentations(params["augment"]["transforms"], images.shape[1])
     rows = len(images) * (1 + len(pipelines))
     with atomic_dir(Path("data/augmented") / dataset) as tmp:

@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 
-from skunet.atomic import atomic_file
+from skunet.atomic import atomic_file, damaged_output
 from skunet.compare import compare, flatten_for_dvc, load_reference, load_reproduced
 from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
-from skunet.data.raw import read_png
-from skunet.errors import exit_on_error
+from skunet.data.raw import load_manifest, read_png
+from skunet.errors import exit_on_error, reason
 from skunet.report import (
     plot_bars,
     plot_qualitative,
@@ -34,7 +34,11 @@ def roc_curves(dataset: str, reproduced: dict) -> dict:
     for model in MODELS:
         path = Path("plots/roc") / dataset / f"{model}.csv"
         if path.is_file():
-            fpr, tpr = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1), unpack=True)
+            try:
+                fpr, tpr = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1), unpack=True)
+            except ValueError as err:
+                raise damaged_output(path, f"not a ROC curve table ({reason(err)})",
+                                     f"evaluate@{dataset}-{model}") from None
             auc = reproduced.get(dataset, {}).get(model, {}).get("paper", {}).get("auc")
             curves[model] = {"fpr": fpr, "tpr": tpr, "auc": auc}
     return curves
@@ -43,14 +47,16 @@ def roc_curves(dataset: str, reproduced: dict) -> dict:
 def qualitative(dataset: str, threshold: float, path: Path) -> None:
     """The paper's Fig. 5/6: the first test image, each model's prediction and its errors."""
     raw = Path("data/raw") / dataset
-    stem = json.loads((raw / "manifest.json").read_text())["test"][0]
+    stage = f"download@{dataset}"
+    stem = load_manifest(raw)["test"][0]
     pngs = {model: Path("predictions") / dataset / model / f"{stem}.png" for model in MODELS}
-    predictions = [(model, read_png(png, "L") / 255.0) for model, png in pngs.items() if png.is_file()]
+    predictions = [(model, read_png(png, "L", f"evaluate@{dataset}-{model}") / 255.0)
+                   for model, png in pngs.items() if png.is_file()]
     plot_qualitative(
-        read_png(raw / "images" / f"{stem}.png", "RGB"),
+        read_png(raw / "images" / f"{stem}.png", "RGB", stage),
         predictions,
-        read_png(raw / "labels" / f"{stem}.png", "L") > 127,
-        read_png(raw / "fov" / f"{stem}.png", "L") > 127,
+        read_png(raw / "labels" / f"{stem}.png", "L", stage) > 127,
+        read_png(raw / "fov" / f"{stem}.png", "L", stage) > 127,
         path,
         title=f"{dataset} test image {stem}",
         threshold=threshold,

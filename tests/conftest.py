@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, the data mirror, and a small fake DRIVE archive."""
+"""Shared fixtures: the repository root, the data mirror, small fake archives and raw data, and
+running a stage."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
+
+from skunet.config import deep_merge
+from skunet.data.raw import NATIVE_SIZE, RawDataset, RawSample, write_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +63,15 @@ def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def fake_drive_zip(path: Path, size: tuple[int, int] = (24, 20), extra: dict[str, bytes] | None = None,
+# (H, W) of the fake DRIVE archives: far below DRIVE's 584 x 565 to stay fast, so the readers are
+# given it as the native size (`native_size=FAKE_SIZE`); a stage, which expects the real size, is
+# given an archive of the real size.
+FAKE_SIZE = (24, 20)
+
+
+def fake_drive_zip(path: Path, size: tuple[int, int] = FAKE_SIZE, extra: dict[str, bytes] | None = None,
                    skip: set[str] = frozenset()) -> Path:
-    """A DRIVE-shaped zip with 40 tiny images, labels and masks (official names)."""
+    """A DRIVE-shaped zip with 40 images, labels and masks (official names), tiny by default."""
     rng = np.random.default_rng(0)
     h, w = size
     with zipfile.ZipFile(path, "w") as zf:
@@ -82,12 +94,52 @@ def fake_drive_zip(path: Path, size: tuple[int, int] = (24, 20), extra: dict[str
     return path
 
 
-def run_stage(script: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a stage script from stages/ with `cwd` as the project folder."""
+def fake_raw(folder: Path, dataset: str = "drive", size: tuple[int, int] | None = None,
+             train: tuple[str, ...] = ("21", "22"), test: tuple[str, ...] = ("01", "02")) -> Path:
+    """`folder`/data/raw/<dataset> as the download stage writes it, for a few plain images of
+    `size` (H, W; default the dataset's native size), quick to write and read at any size."""
+    h, w = size or NATIVE_SIZE[dataset]
+    samples = {}
+    for n, i in enumerate((*train, *test)):
+        label = np.zeros((h, w), bool)
+        label[:, (n * 7) % w :: 9] = True  # vertical "vessels"
+        image = np.where(label[..., None], 60, 180).astype(np.uint8).repeat(3, axis=2)
+        fov = np.ones((h, w), bool)
+        samples[i] = RawSample(image, label, fov)
+    out = folder / "data" / "raw" / dataset
+    write_raw(RawDataset(dataset, list(train), list(test), samples, "fake"), out)
+    return out
+
+
+def write_params(folder: Path, override: dict | None = None) -> Path:
+    """`folder`/params.yaml: the project's params.yaml with `override` laid over it."""
+    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), override or {})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder / "params.yaml"
+
+
+def one_line_error(result: subprocess.CompletedProcess, *parts: str) -> str:
+    """The stage's error: exit status 2, no traceback, and one line (the last) starting with
+    `error: ` and holding every one of `parts`; returns that line."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error")]
+    assert errors == lines[-1:], result.stderr[-3000:]  # a message running on would end the output
+    for part in parts:
+        assert part in lines[-1], (part, lines[-1])
+    return lines[-1]
+
+
+def run_stage(script: str, *args: str, cwd: Path, env: dict | None = None,
+              preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    """Run a stage script from stages/ with `cwd` as the project folder (`preexec_fn`: run in
+    the child before the stage starts, e.g. to set a resource limit)."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True)
+                          env=full_env, capture_output=True, text=True, preexec_fn=preexec_fn)
 
 
 def project_copy(path: Path) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import one_line_error, run_stage, write_params
 from skunet.data.augment import augment_dataset, build_augmentations, stream_seed
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -267,3 +268,17 @@ def test_augment_dataset_rejects_wrong_output_rows():
     out_labels = np.zeros((2 * 25, SIZE, SIZE), np.uint8)
     with pytest.raises(ValueError, match="out_images must be"):
         augment_dataset(images, labels, pipelines, SEED, out_images, out_labels, progress=False)
+
+
+@pytest.mark.parametrize("name", ["train_images.npy", "train_labels.npy"])
+def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
+    write_params(tmp_path)
+    resized = tmp_path / "data" / "resized" / "drive"
+    resized.mkdir(parents=True)
+    images, labels = _images(n=2)
+    np.save(resized / "train_images.npy", images)
+    np.save(resized / "train_labels.npy", labels)
+    (resized / name).write_bytes((resized / name).read_bytes()[:-500])
+    one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: truncated",
+                   "re-run `dvc repro -f resize@drive`")
+    assert not (tmp_path / "data" / "augmented" / "drive").exists()

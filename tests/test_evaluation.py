@@ -9,8 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import one_line_error, run_stage, write_params
 from skunet import metrics
+from skunet.errors import SkunetError
 from skunet.evaluation import evaluate_model, to_native
+from test_training import _checkpoint
 
 
 @pytest.fixture
@@ -82,3 +85,32 @@ def test_a_prediction_depends_on_its_image_only(name):
     alone = np.concatenate([predict(model, images[i : i + 1], torch.device("cpu"), batch_size=1) for i in range(3)])
     np.testing.assert_allclose(alone, together, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(predict(model, images, torch.device("cpu"), batch_size=3), together)
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    ("test_images.npy", b"\x93NUMPY garbage", "truncated or not a .npy array"),
+    ("test_labels_native.npy", None, "truncated or not a .npy array"),
+    ("meta.json", b'{"test": ["01", ', "not valid JSON"),
+    ("meta.json", b'{"train": []}', "no key 'test'"),
+])
+def test_damaged_resized_data_names_the_file_and_the_stage(tmp_path, resized, name, damage, message):
+    path = resized / name
+    path.write_bytes(damage if damage is not None else path.read_bytes()[:-100])
+    with pytest.raises(SkunetError) as err:
+        evaluate_model(torch.nn.Conv2d(3, 1, 1), resized, tmp_path / "pred", tmp_path / "m.json",
+                       tmp_path / "plots", "drive/unet", threshold=0.5, curve_points=50, device=torch.device("cpu"))
+    assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+    assert str(err.value).endswith("re-run `dvc repro -f resize@drive` to write it again")
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_the_evaluate_stage_names_a_truncated_resized_array(tmp_path, resized):
+    _checkpoint(tmp_path / "models" / "drive" / "unet.pt")
+    write_params(tmp_path)
+    (tmp_path / "data").mkdir()
+    resized.parent.rename(tmp_path / "data" / "resized")
+    array = tmp_path / "data" / "resized" / "drive" / "test_fov_native.npy"
+    array.write_bytes(array.read_bytes()[:-100])
+    one_line_error(run_stage("evaluate.py", "drive", "unet", cwd=tmp_path),
+                   "data/resized/drive/test_fov_native.npy: truncated", "`dvc repro -f resize@drive`")
+    assert not (tmp_path / "predictions").exists() and not (tmp_path / "metrics").exists()

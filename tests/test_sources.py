@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, fake_drive_zip, run_stage
+from skunet.data.raw import NATIVE_SIZE
 from skunet.data.sources import ArchiveFile, Source, archive_members, resolve, sha256sum, verify
 from skunet.errors import SkunetError
 
@@ -101,7 +102,7 @@ def _project(tmp_path: Path, mirror: Path) -> Path:
 def test_download_stage_on_corrupt_mirror_leaves_no_output(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    fake_drive_zip(mirror / "DRIVE.zip")
+    fake_drive_zip(mirror / "DRIVE.zip", size=NATIVE_SIZE["drive"])  # the stage checks the real size
     project = _project(tmp_path, mirror)
     ok = run_stage("download.py", "drive", cwd=project, env={"SKUNET_DATA_MIRROR": str(mirror)})
     assert ok.returncode == 0, ok.stderr
@@ -134,3 +135,4 @@ def test_fetch_verifies_before_moving_into_place(tmp_path, monkeypatch):
     assert not list((tmp_path / "data" / "downloads").iterdir())  # nothing partial left
     path = fetch(ArchiveFile("DRIVE.zip", sha(served), served.as_uri()))
     assert path.read_bytes() == served.read_bytes()
+

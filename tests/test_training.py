@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CUDA, DEVICES, ROOT
+from conftest import CUDA, DEVICES, ROOT, one_line_error, run_stage, write_params
 from skunet.config import deep_merge
 from skunet.errors import SkunetError
 from skunet.models import ModelConfig, build_model
@@ -163,7 +164,7 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_training import run, CFG
-from dataclasses import replace
+from dataclasses import asdict, replace
 run(Path({out!r}), Path({data!r}), replace(CFG, epochs=4))
 """
 
@@ -346,3 +347,138 @@ def test_interrupted_train_stage_says_so_in_one_line(tmp_path):
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted: run the same command again")
     assert state.exists() and not (tmp_path / "models" / "drive" / "unet.pt").exists()
+
+
+# --------------------------------------------------------------- damaged inputs: one line each
+def _checkpoint(path: Path, **changes) -> Path:
+    """A checkpoint as the train stage writes it (a tiny U-Net), with `changes` applied (a value
+    of None drops the key)."""
+    mcfg = ModelConfig(name="unet", base_width=4, depth=2)
+    payload = {"model": "unet", "model_config": asdict(mcfg), "dataset": "drive", "epoch": 1,
+               "best_val_loss": 0.5, "device": "CPU", "torch_version": str(torch.__version__),
+               "state_dict": build_model(mcfg).state_dict()}
+    payload.update(changes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in payload.items() if v is not None}, path)
+    return path
+
+
+class _RunsCode:
+    """Unpickled, it would run a shell command: what a hostile checkpoint holds."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _other_architecture() -> dict[str, torch.Tensor]:
+    return build_model(ModelConfig(name="skunet", base_width=4, depth=2)).state_dict()
+
+
+BAD_CHECKPOINTS = {
+    "no_model_config": (dict(model_config=None), "no 'model_config'"),
+    "other_architecture": (dict(state_dict=_other_architecture()), "weights do not fit the model"),
+    "unknown_model": (dict(model_config={"name": "resnet"}), "describes no model of this project"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
+def test_a_bad_checkpoint_is_one_line_in_every_reader(tmp_path, case):
+    changes, message = BAD_CHECKPOINTS[case]
+    path = _checkpoint(tmp_path / "models" / "drive" / "unet.pt", **changes)
+    for read in (lambda: load_checkpoint(path), lambda: run_context("paper", tmp_path / "models"),
+                 lambda: training_summaries(tmp_path / "models", tmp_path / "logs")):
+        with pytest.raises(SkunetError) as err:
+            read()
+        text = str(err.value)
+        assert "\n" not in text and text.startswith(str(path)) and message in text, text
+        assert text.endswith("re-run `dvc repro -f train@drive-unet`"), text
+
+
+@pytest.mark.parametrize("case", ["no_model_config", "other_architecture", "truncated", "runs_code"])
+def test_the_evaluate_stage_refuses_a_bad_checkpoint_in_one_line(tmp_path, case):
+    checkpoint = tmp_path / "models" / "drive" / "unet.pt"
+    marker = tmp_path / "code-ran"
+    if case == "truncated":
+        _checkpoint(checkpoint)
+        checkpoint.write_bytes(checkpoint.read_bytes()[:3000])
+    elif case == "runs_code":
+        _checkpoint(checkpoint, state_dict=_RunsCode(marker))
+    else:
+        _checkpoint(checkpoint, **BAD_CHECKPOINTS[case][0])
+    write_params(tmp_path)
+    result = run_stage("evaluate.py", "drive", "unet", cwd=tmp_path)
+    line = one_line_error(result, "models/drive/unet.pt", "re-run `dvc repro -f train@drive-unet`")
+    assert "weights_only" not in result.stderr and not marker.exists()
+    if case == "runs_code":
+        assert "not a checkpoint this project wrote" in line and "not loaded" in line
+
+
+def test_a_damaged_resume_state_says_to_delete_it(tmp_path):
+    data = make_data(tmp_path / "data")
+    state, marker = tmp_path / "state.pt", tmp_path / "code-ran"
+    for damage in ("no fingerprint", "truncated", "runs code"):
+        run(tmp_path, data, stop_after_epoch=1)
+        if damage == "no fingerprint":
+            payload = torch.load(state, weights_only=True)
+            del payload["fingerprint"]
+            torch.save(payload, state)
+        elif damage == "truncated":
+            state.write_bytes(state.read_bytes()[:5000])
+        else:
+            torch.save({"fingerprint": _RunsCode(marker)}, state)
+        with pytest.raises(SkunetError) as err:
+            run(tmp_path, data)
+        text = str(err.value)
+        assert "\n" not in text and "weights_only" not in text, text
+        assert text.startswith(str(state)) and text.endswith(f"delete {state} and run the train stage "
+                                                             "again to start the training over"), text
+        assert not marker.exists()
+        state.unlink()
+
+
+@pytest.mark.slow
+def test_the_train_stage_refuses_a_resume_state_that_runs_code(tmp_path):
+    write_params(tmp_path, {"train": {"common": {"epochs": 1}}, "models": {"unet": {"base_width": 4, "depth": 2}}})
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    state, marker = tmp_path / ".skunet-state" / "drive-unet.pt", tmp_path / "code-ran"
+    state.parent.mkdir()
+    torch.save({"fingerprint": _RunsCode(marker), "epoch": 1}, state)
+    result = run_stage("train.py", "drive", "unet", cwd=tmp_path)
+    line = one_line_error(result, ".skunet-state/drive-unet.pt", "not a resume state this project wrote",
+                          "delete .skunet-state/drive-unet.pt")
+    assert "weights_only" not in line and not marker.exists()
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated images.npy", "records.json", "records rows", "libraries.json"])
+def test_damaged_augmented_data_names_the_file_and_the_stage(tmp_path, damage):
+    data = make_data(tmp_path / "augmented" / "drive")
+    name = damage.split()[-1] if damage != "records rows" else "records.json"
+    if damage == "truncated images.npy":
+        (data / name).write_bytes((data / name).read_bytes()[:1000])
+    elif damage == "records rows":
+        (data / name).write_text("[1, 2, 3]")
+    else:
+        (data / name).write_text('{"albumentations": ')
+    with pytest.raises(SkunetError) as err:
+        run(tmp_path, data)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(str(data / name)), text
+    assert text.endswith("re-run `dvc repro -f augment@drive` to write it again"), text
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_the_train_stage_is_one_line(tmp_path):
+    """A resume state that cannot be written (here past a file size limit, as on a full disk):
+    one line naming it, the OS's reason and what to do; no checkpoint, no temporary left."""
+    write_params(tmp_path, {"train": {"common": {"epochs": 2}}, "models": {"unet": {"base_width": 4, "depth": 2}}})
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    limit = 4096  # the data is read, not written; the first resume state is larger
+    result = run_stage("train.py", "drive", "unet", cwd=tmp_path,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    one_line_error(result, ".skunet-state/drive-unet.pt: File too large", "free disk space")
+    assert not (tmp_path / "models").exists()
+    assert not list((tmp_path / ".skunet-state").iterdir())

@@ -1,4 +1,5 @@
-"""Write outputs to a temporary path and move them into place only when complete.
+"""Write outputs to a temporary path and move them into place only when complete; read a stage's
+outputs back, or say which stage to re-run.
 
 A stage that fails (bad input, Ctrl-C, a crash) therefore leaves no partial output behind, and DVC
 never sees half a folder.
@@ -6,12 +7,26 @@ never sees half a folder.
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from skunet.errors import SkunetError, reason
+
+
+def _name_the_output(err: OSError, tmp: Path, final: Path) -> None:
+    """Make an OSError name the output instead of its temporary, which is gone by the time the
+    error is read; a failed write() names no file at all."""
+    name = Path(err.filename) if isinstance(err.filename, (str, os.PathLike)) else tmp
+    if name == tmp or tmp in name.parents:
+        err.filename = str(final / name.relative_to(tmp))
 
 
 @contextmanager
@@ -26,8 +41,10 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         if final.exists():
             shutil.rmtree(final)
         tmp.replace(final)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            _name_the_output(err, tmp, final)
         raise
 
 
@@ -43,6 +60,63 @@ def atomic_file(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         tmp.replace(final)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            _name_the_output(err, tmp, final)
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a stage's outputs back
+
+
+def missing_output(path: Path, stage: str) -> SkunetError:
+    """The error for an input that an earlier stage writes and that is not there."""
+    return SkunetError(f"{path}: missing; run `dvc repro {stage}` first")
+
+
+def damaged_output(path: Path, problem: str, stage: str) -> SkunetError:
+    """The error for an input that is there but unusable (truncated, malformed, edited)."""
+    return SkunetError(f"{path}: {problem}; re-run `dvc repro -f {stage}` to write it again")
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """`np.save`, with the file named in a failed write's error (numpy's names none)."""
+    try:
+        np.save(path, array)
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
+
+
+def read_array(path: Path, stage: str, mmap_mode: str | None = None) -> np.ndarray:
+    """The .npy array `stage` wrote at `path` (memory-mapped with `mmap_mode`); missing,
+    truncated or not an array: one line naming the file and the stage to re-run."""
+    try:
+        array = np.load(path, mmap_mode=mmap_mode)  # allow_pickle=False: plain arrays only
+    except FileNotFoundError:
+        raise missing_output(path, stage) from None
+    except (ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise damaged_output(path, f"truncated or not a .npy array ({reason(err)})", stage) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        raise damaged_output(path, "not a .npy array", stage)
+    return array
+
+
+def read_json(path: Path, stage: str, kind: type = dict, keys: Sequence[str] = ()) -> Any:
+    """The JSON `stage` wrote at `path`: a `kind` (dict or list), a dict with `keys`; missing or
+    malformed: one line naming the file and the stage to re-run."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise missing_output(path, stage) from None
+    except ValueError as err:  # also a UnicodeDecodeError
+        raise damaged_output(path, f"not valid JSON ({reason(err)})", stage) from None
+    if not isinstance(data, kind):
+        raise damaged_output(path, f"not a JSON {'object' if kind is dict else kind.__name__}", stage)
+    absent = [key for key in keys if key not in data]
+    if absent:
+        raise damaged_output(path, f"no key {absent[0]!r}", stage)
+    return data

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import signal
 import sys
 from typing import Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
+
+GO_ON = "run the same command again to go on (a training resumes after its last completed epoch)"
+# What to do about an OSError, by its errno. A short write can reach us without one (numpy's
+# `tofile` reports "N requested and M written"), hence the advice for an unknown reason.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_IN_THE_WAY = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class SkunetError(Exception):
@@ -17,10 +26,35 @@ class SkunetError(Exception):
     """
 
 
+def reason(err: BaseException) -> str:
+    """An error's own message cut to its first sentence, to quote inside a one-line message
+    (PyTorch's runs on to several lines of advice)."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return text.split(". ")[0].rstrip(".")
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError: the file, the OS reason, and what to do."""
+    where = err.filename if err.filename is not None else "an output"
+    why = err.strerror or (str(err.args[0]) if err.args else "") or type(err).__name__
+    if err.errno in _FULL:
+        advice = "free disk space and run the same command again"
+    elif err.errno == errno.EFBIG:
+        advice = "free disk space or raise the file size limit (`ulimit -f`) and run the same command again"
+    elif err.errno in _IN_THE_WAY:
+        advice = "a file is where a folder must be (or the reverse): move it away and run the same command again"
+    elif err.errno in _NOT_WRITABLE:
+        advice = "make that location writable and run the same command again"
+    else:
+        advice = "check that the disk has free space and the location is writable, then run the same command again"
+    return f"{where}: {why}; {advice}"
+
+
 def exit_on_error(main: F) -> F:
-    """Run `main`; turn a SkunetError into one line on stderr and exit status 2, and Ctrl-C
-    (SIGINT) into one line and status 130, the shell's code for it. Outputs are written to a
-    temporary name and moved into place, so an interrupted stage leaves none half-written."""
+    """Run `main`; turn a SkunetError into one line on stderr and exit status 2, an OSError (disk
+    full, an unwritable location) into one line naming the file and status 2, and Ctrl-C (SIGINT)
+    into one line and status 130, the shell's code for it. Outputs are written to a temporary name
+    and moved into place, so a stage stopped any of these ways leaves none half-written."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -30,9 +64,11 @@ def exit_on_error(main: F) -> F:
         except SkunetError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        except OSError as err:
+            print(f"error: {os_error_line(err)}", file=sys.stderr)
+            raise SystemExit(2) from None
         except KeyboardInterrupt:
-            print("interrupted: run the same command again to go on (a training resumes after "
-                  "its last completed epoch)", file=sys.stderr)
-            raise SystemExit(130) from None
+            print(f"interrupted: {GO_ON}", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGINT) from None
 
     return wrapper  # type: ignore[return-value]

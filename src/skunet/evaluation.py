@@ -19,8 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from skunet import metrics
-from skunet.atomic import atomic_dir, atomic_file
-from skunet.errors import SkunetError
+from skunet.atomic import atomic_dir, atomic_file, read_array, read_json
 
 
 @torch.no_grad()
@@ -60,13 +59,11 @@ def evaluate_model(
     device: torch.device,
 ) -> dict[str, dict[str, float | int]]:
     """Predict, save PNGs, write metrics JSON, per-image CSV and ROC / PR curves."""
-    try:
-        images = np.load(resized_dir / "test_images.npy")
-        labels = np.load(resized_dir / "test_labels_native.npy")
-        fovs = np.load(resized_dir / "test_fov_native.npy")
-        meta = json.loads((resized_dir / "meta.json").read_text())
-    except FileNotFoundError as err:
-        raise SkunetError(f"{err.filename}: missing; run `dvc repro resize@{resized_dir.name}` first") from None
+    stage = f"resize@{resized_dir.name}"
+    images = read_array(resized_dir / "test_images.npy", stage)
+    labels = read_array(resized_dir / "test_labels_native.npy", stage)
+    fovs = read_array(resized_dir / "test_fov_native.npy", stage)
+    meta = read_json(resized_dir / "meta.json", stage, keys=("test",))
     probs = [to_native(p, labels.shape[1:]) for p in predict(model, images, device)]
     levels = [metrics.probability_to_uint8(p) for p in probs]  # what the PNGs hold
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,9 +37,9 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from skunet.atomic import atomic_file
+from skunet.atomic import atomic_file, damaged_output, missing_output, read_array, read_json
 from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError
+from skunet.errors import SkunetError, reason
 from skunet.models import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -122,13 +124,15 @@ class TrainingData:
 
 def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
     """Open the augment stage's arrays and split them."""
+    stage = f"augment@{data_dir.name}"
+    images = read_array(data_dir / "images.npy", stage, mmap_mode="r")
+    labels = read_array(data_dir / "labels.npy", stage, mmap_mode="r")
+    records = read_json(data_dir / "records.json", stage, kind=list)
     try:
-        images = np.load(data_dir / "images.npy", mmap_mode="r")
-        labels = np.load(data_dir / "labels.npy", mmap_mode="r")
-        records_text = (data_dir / "records.json").read_text()
-    except FileNotFoundError as err:
-        raise SkunetError(f"{err.filename}: missing; run `dvc repro augment@{data_dir.name}` first") from None
-    sources = np.array([r["source"] for r in json.loads(records_text)])
+        sources = np.array([r["source"] for r in records])
+    except (KeyError, TypeError):
+        raise damaged_output(data_dir / "records.json", "not a list of rows with a 'source'", stage) from None
+    records_text = (data_dir / "records.json").read_text()  # the fingerprint hashes the file as written
     train_idx, val_idx = split_indices(sources, cfg.validation_fraction, cfg.split_mode)
     if cfg.max_train_samples:
         # evenly spaced rows keep every transform and source represented in a small subset
@@ -139,10 +143,9 @@ def load_training_data(data_dir: Path, cfg: TrainConfig) -> TrainingData:
         f"{images.shape}{labels.shape}{records_text}".encode()
         + np.asarray(images[:: max(1, len(images) // 8)]).tobytes()[:1 << 20]
     ).hexdigest()[:16]
-    try:
-        libraries = json.loads((data_dir / "libraries.json").read_text())
-    except FileNotFoundError:
-        libraries = {}
+    # data augmented before libraries.json existed has none: the checkpoint then records none
+    libraries_json = data_dir / "libraries.json"
+    libraries = read_json(libraries_json, stage) if libraries_json.exists() else {}
     return TrainingData(images, labels, train_idx, val_idx, fingerprint, libraries)
 
 
@@ -297,10 +300,14 @@ def save_atomic(obj: Any, path: Path) -> None:
 
     Given a path, torch.save names the archive's root folder after the file, here the random
     temporary name, so two identical checkpoints would differ byte for byte and DVC would see a
-    changed output; given a handle, the root is always `archive`.
+    changed output; given a handle, the root is always `archive`. The handle is a buffer, written
+    out in one go: torch reports a failed write (a full disk) as a RuntimeError without the OS's
+    reason, a plain write raises the OSError that names it.
     """
-    with atomic_file(path) as tmp, tmp.open("wb") as fh:
-        torch.save(obj, fh)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def train(
@@ -344,14 +351,16 @@ def train(
     )
     fingerprint = _fingerprint(mcfg, cfg, data, ddp.world)
     start_epoch, best, history = 1, {"val_loss": float("inf"), "epoch": 0, "state": None}, []
-    if state_path.exists():
-        # on the host: load_state_dict copies onto the model's device, and the best weights in
-        # the state stay host tensors, as the final checkpoint keeps them
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = read_resume_state(state_path)
+    if state is not None:
         if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as err:
+                raise SkunetError(f"{state_path}: a resume state that does not fit the model "
+                                  f"({reason(err)}); {_start_over(state_path)}") from None
             best, history = state["best"], state["history"]
             start_epoch = state["epoch"] + 1
             if ddp.main:
@@ -451,21 +460,91 @@ def train(
     return summary
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint was trained as and load its weights (weights_only=True)."""
+CHECKPOINT_KEYS = ("model_config", "state_dict", "epoch", "best_val_loss")
+STATE_KEYS = ("fingerprint", "epoch", "model", "optimizer", "scheduler", "best", "history")
+
+
+def _train_stage(checkpoint: Path) -> str:
+    """The stage that writes `checkpoint`, as `dvc repro` names it."""
+    dataset, model = checkpoint.parent.name, checkpoint.stem
+    if dataset in DATASETS and model in MODELS:
+        return f"train@{dataset}-{model}"
+    return "train@<dataset>-<model>"
+
+
+def _torch_load(path: Path, what: str, remedy: str) -> Any:
+    """`torch.load` of tensors and plain data only (weights_only=True); a file holding anything
+    else, or a damaged one, is one line naming it and `remedy`."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise SkunetError(f"{path}: missing; run the train stage first") from None
-    except Exception as err:  # unpickling refused or truncated file
-        raise SkunetError(f"{path}: not a usable checkpoint ({err}); re-run the train stage") from None
-    cfg = dict(payload["model_config"])
-    for key in ("sk_kernels", "sk_dilations"):
-        cfg[key] = tuple(cfg[key])
-    model = build_model(ModelConfig(**cfg)).to(device)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refused what the file holds (Python objects, code to run on loading) or
+        # could not read it as a pickle; PyTorch's message suggests loading it unchecked, which
+        # must never be done with a file of unknown origin
+        raise SkunetError(f"{path}: not a {what} this project wrote (not tensors and plain data "
+                          f"only), so it was not loaded; {remedy}") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:  # a truncated zip: OSError EINVAL
+        raise SkunetError(f"{path}: truncated or damaged {what} ({reason(err)}); {remedy}") from None
+
+
+def _misfit(model: torch.nn.Module, weights: Any) -> str | None:
+    """What keeps `weights` from loading into `model` (missing, unexpected or reshaped
+    entries), or None when they fit."""
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "its state_dict is not a mapping of tensors"
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - weights.keys())
+    unexpected = sorted(weights.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & weights.keys() if expected[k].shape != weights[k].shape)
+    if not (missing or unexpected or reshaped):
+        return None
+    first = (missing or unexpected or reshaped)[0]
+    return (f"its weights do not fit the model its model_config describes ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape, e.g. {first!r})")
+
+
+def _start_over(state_path: Path) -> str:
+    return f"delete {state_path} and run the train stage again to start the training over"
+
+
+def read_resume_state(path: Path) -> dict | None:
+    """The resume state at `path` (None when there is none), read on the host: load_state_dict
+    copies onto the model's device, and the best weights in it stay host tensors, as the final
+    checkpoint keeps them. A damaged one is one line saying to delete it."""
+    if not path.exists():
+        return None
+    state = _torch_load(path, "resume state", _start_over(path))
+    absent = [key for key in STATE_KEYS if key not in state] if isinstance(state, dict) else ["fingerprint"]
+    if absent:
+        raise SkunetError(f"{path}: not a complete resume state (no {absent[0]!r}); {_start_over(path)}")
+    return state
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint was trained as and load its weights.
+
+    The one reader of checkpoints (evaluate, the training summaries, the run context), so each
+    gets the same checks: a file of tensors and plain data only (weights_only), the keys the
+    train stage writes, a model_config of one of our models, weights that fit that model.
+    """
+    stage = _train_stage(path)
+    remedy = f"re-run `dvc repro -f {stage}`"
+    if not path.is_file():
+        raise missing_output(path, stage)
+    payload = _torch_load(path, "checkpoint", remedy)
+    absent = [key for key in CHECKPOINT_KEYS if key not in payload] if isinstance(payload, dict) else ["model_config"]
+    if absent:
+        raise SkunetError(f"{path}: not a checkpoint of the train stage (no {absent[0]!r}); {remedy}")
+    try:
+        model = build_model(ModelConfig(**payload["model_config"]))
+    except (TypeError, ValueError) as err:
+        raise SkunetError(f"{path}: its model_config describes no model of this project "
+                          f"({reason(err)}); {remedy}") from None
+    misfit = _misfit(model, payload["state_dict"])
+    if misfit:
+        raise SkunetError(f"{path}: {misfit}; {remedy}")
     model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, payload
+    return model.to(device).eval(), payload
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
@@ -490,7 +569,7 @@ def training_summaries(models_dir: Path, logs_dir: Path) -> list[dict[str, Any]]
             checkpoint = models_dir / dataset / f"{model}.pt"
             if not checkpoint.is_file():
                 continue
-            payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            _, payload = load_checkpoint(checkpoint)
             log_csv = logs_dir / dataset / f"{model}.csv"
             epochs = read_log(log_csv) if log_csv.is_file() else []
             best = next((r for r in epochs if int(r["epoch"]) == payload["epoch"]), {})
@@ -513,7 +592,7 @@ def run_context(profile: str, models_dir: Path) -> dict[str, str]:
     drew the augmentations, as the checkpoints record them."""
     devices, versions, libraries = set(), set(), set()
     for path in sorted(models_dir.glob("*/*.pt")):
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        _, payload = load_checkpoint(path)
         devices.add(str(payload.get("device", "unknown")))
         versions.add(str(payload.get("torch_version", "unknown")))
         if payload.get("augmented_with"):

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from skunet.atomic import atomic_dir
+from skunet.atomic import atomic_dir, damaged_output, missing_output, read_json
 from skunet.data.sources import archive_members
 from skunet.errors import SkunetError
 
@@ -42,6 +42,9 @@ _PATTERNS = {
     },
 }
 _EXPECTED = {"drive": 40, "chase": 28}
+# (H, W) of every photograph, label, mask and second-observer label of the official releases; an
+# entry of another size (a re-saved or foreign file) would otherwise be resized with the rest.
+NATIVE_SIZE = {"drive": (584, 565), "chase": (960, 999)}
 CHASE_TRAIN = 20
 # CHASE_DB1 FOV: the fundus is bright against a black surround; JPEG noise in the surround stays
 # below this grey level (checked on all 28 images), and hole filling closes dark vessels / fovea.
@@ -76,6 +79,14 @@ def decode_image(name: str, data: bytes, mode: str) -> np.ndarray:
         raise SkunetError(f"{name}: unreadable image ({err}); the archive is damaged: replace it") from None
 
 
+def check_size(name: str | Path, pixels: np.ndarray, expected: tuple[int, int], remedy: str) -> None:
+    """Raise SkunetError naming `name` when `pixels` is not `expected` (H, W) in size."""
+    if pixels.shape[:2] != tuple(expected):
+        height, width = pixels.shape[:2]
+        raise SkunetError(f"{name}: {height} x {width} pixels (H x W), expected {expected[0]} x "
+                          f"{expected[1]}; {remedy}")
+
+
 def binarise(grey: np.ndarray) -> np.ndarray:
     """0/255 label or mask (GIF palette, 1-bit PNG) to bool; > 127 also handles the DRIVE
     2nd_manual palette colours (4,2,4) and (252,254,252)."""
@@ -93,17 +104,20 @@ def derive_fov(image: np.ndarray, threshold: int = CHASE_FOV_THRESHOLD) -> np.nd
     return ndimage.binary_fill_holes(mask)
 
 
-def read_archives(dataset: str, archives: list[Path]) -> RawDataset:
-    """Decode the needed entries of the dataset's archives into a RawDataset."""
+def read_archives(dataset: str, archives: list[Path], native_size: tuple[int, int] | None = None) -> RawDataset:
+    """Decode the needed entries of the dataset's archives into a RawDataset; every one must be
+    `native_size` (H, W), by default the official release's (NATIVE_SIZE)."""
     patterns = _PATTERNS[dataset]
+    size = native_size or NATIVE_SIZE[dataset]
     found: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in patterns}
     for archive in archives:
         for name, data in archive_members(archive):
             for kind, pattern in patterns.items():
                 match = pattern.search(name)
                 if match:
-                    mode = "RGB" if kind == "images" else "L"
-                    pixels = decode_image(f"{archive.name}:{name}", data, mode)
+                    where = f"{archive.name}:{name}"
+                    pixels = decode_image(where, data, "RGB" if kind == "images" else "L")
+                    check_size(where, pixels, size, f"not the official {dataset} release: replace the archive")
                     found[kind][match.group(1)] = pixels if kind == "images" else binarise(pixels)
     ids = sorted(found["images"])
     if len(ids) != _EXPECTED[dataset]:
@@ -166,19 +180,20 @@ def write_raw(raw: RawDataset, out_dir: Path) -> None:
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+MANIFEST_KEYS = ("dataset", "train", "test", "native_size")
+
+
 def load_manifest(raw_dir: Path) -> dict:
-    path = raw_dir / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SkunetError(f"{path}: missing; run `dvc repro download@{raw_dir.name}` first") from None
+    return read_json(raw_dir / "manifest.json", f"download@{raw_dir.name}", keys=MANIFEST_KEYS)
 
 
-def read_png(path: Path, mode: str) -> np.ndarray:
+def read_png(path: Path, mode: str, stage: str) -> np.ndarray:
+    """The image `stage` wrote at `path` (mode 'RGB' or 'L'); missing or unreadable: one line
+    naming the file and the stage to re-run."""
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert(mode))
     except FileNotFoundError:
-        raise SkunetError(f"{path}: missing; re-run the download stage (`dvc repro -f download@...`)") from None
+        raise missing_output(path, stage) from None
     except (UnidentifiedImageError, OSError) as err:
-        raise SkunetError(f"{path}: unreadable image ({err}); re-run the download stage") from None
+        raise damaged_output(path, f"unreadable image ({err})", stage) from None

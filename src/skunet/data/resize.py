@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skunet.atomic import atomic_dir
-from skunet.data.raw import load_manifest, read_png
+from skunet.atomic import atomic_dir, damaged_output, save_array
+from skunet.data.raw import NATIVE_SIZE, check_size, load_manifest, read_png
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -33,11 +33,14 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return (resized >= 0.5).astype(np.uint8)
 
 
-def _stack(raw_dir: Path, ids: list[str], kind: str, size: int | None) -> np.ndarray:
+def _stack(raw_dir: Path, ids: list[str], kind: str, size: int | None, native: tuple[int, int]) -> np.ndarray:
     mode = "RGB" if kind == "images" else "L"
+    stage = f"download@{raw_dir.name}"
     rows = []
     for i in ids:
-        pixels = read_png(raw_dir / kind / f"{i}.png", mode)
+        path = raw_dir / kind / f"{i}.png"
+        pixels = read_png(path, mode, stage)
+        check_size(path, pixels, native, f"re-run `dvc repro -f {stage}`")
         if kind != "images":
             pixels = (pixels > 127).astype(np.uint8)
         if size is not None:
@@ -46,21 +49,25 @@ def _stack(raw_dir: Path, ids: list[str], kind: str, size: int | None) -> np.nda
     return np.stack(rows)
 
 
-def resize_dataset(raw_dir: Path, out_dir: Path, size: int) -> dict:
-    """Write the resized train / test arrays and native test masks; return meta."""
+def resize_dataset(raw_dir: Path, out_dir: Path, size: int, native_size: tuple[int, int] | None = None) -> dict:
+    """Write the resized train / test arrays and native test masks; return meta. Every raw image
+    must be `native_size` (H, W), by default the official release's (NATIVE_SIZE)."""
     manifest = load_manifest(raw_dir)
+    if native_size is None and manifest["dataset"] not in NATIVE_SIZE:
+        raise damaged_output(raw_dir / "manifest.json", f"unknown dataset {manifest['dataset']!r}",
+                             f"download@{raw_dir.name}")
+    native = native_size or NATIVE_SIZE[manifest["dataset"]]
     with atomic_dir(out_dir) as tmp:
         for split in ("train", "test"):
             ids = manifest[split]
-            np.save(tmp / f"{split}_images.npy", _stack(raw_dir, ids, "images", size))
-            np.save(tmp / f"{split}_labels.npy", _stack(raw_dir, ids, "labels", size))
-            np.save(tmp / f"{split}_fov.npy", _stack(raw_dir, ids, "fov", size))
-        np.save(tmp / "test_labels_native.npy", _stack(raw_dir, manifest["test"], "labels", None))
-        np.save(tmp / "test_fov_native.npy", _stack(raw_dir, manifest["test"], "fov", None))
+            for kind in ("images", "labels", "fov"):
+                save_array(tmp / f"{split}_{kind}.npy", _stack(raw_dir, ids, kind, size, native))
+        save_array(tmp / "test_labels_native.npy", _stack(raw_dir, manifest["test"], "labels", None, native))
+        save_array(tmp / "test_fov_native.npy", _stack(raw_dir, manifest["test"], "fov", None, native))
         meta = {
             "dataset": manifest["dataset"],
             "size": size,
-            "native_size": manifest["native_size"],
+            "native_size": list(native),
             "train": manifest["train"],
             "test": manifest["test"],
         }
