@@ -2,7 +2,8 @@
 outputs back, or say which stage to re-run.
 
 A stage that fails (bad input, Ctrl-C, a crash) therefore leaves no partial output behind, and DVC
-never sees half a folder.
+never sees half a folder. A stage killed outright (SIGKILL, a power cut) cannot clean up: the next
+write of the same output sweeps what it left.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,6 +21,24 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from skunet.errors import SkunetError, reason
+
+
+def _temporary_names(final: Path) -> re.Pattern[str]:
+    """The names mkdtemp / mkstemp give temporaries of `final` below: `.{name}.`, 8 random
+    characters, `.tmp`; exact, so `unet` never matches `unet_dropblock`'s."""
+    return re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}\.tmp")
+
+
+def _sweep(final: Path) -> None:
+    """Remove temporaries of `final` left by a killed run. One run writes an output at a time
+    (DVC locks the repository), so any that exists when a write starts is stale."""
+    names = _temporary_names(final)
+    for path in final.parent.iterdir():
+        if names.fullmatch(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _name_the_output(err: OSError, tmp: Path, final: Path) -> None:
@@ -34,6 +54,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
     try:
@@ -53,6 +74,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary file path beside `final`; on success it replaces `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(final)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
