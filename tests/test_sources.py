@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import struct
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, fake_drive_zip, run_stage
-from skunet.data.raw import NATIVE_SIZE
-from skunet.data.sources import ArchiveFile, Source, archive_members, resolve, sha256sum, verify
+from conftest import FAKE_SIZE, ROOT, fake_drive_zip, run_stage
+from skunet.data.raw import NATIVE_SIZE, read_archives
+from skunet.data.sources import (
+    MAX_ENTRY_BYTES,
+    ArchiveFile,
+    Source,
+    archive_members,
+    resolve,
+    sha256sum,
+    verify,
+)
 from skunet.errors import SkunetError
 
 
@@ -136,3 +145,54 @@ def test_fetch_verifies_before_moving_into_place(tmp_path, monkeypatch):
     path = fetch(ArchiveFile("DRIVE.zip", sha(served), served.as_uri()))
     assert path.read_bytes() == served.read_bytes()
 
+
+def _declare_size(archive: Path, entry: str, size: int) -> None:
+    """Make the central directory declare `size` uncompressed bytes for `entry`, as a damaged or
+    hostile archive may, without writing them."""
+    with zipfile.ZipFile(archive) as zf:
+        offset, count = zf.start_dir, len(zf.infolist())
+    data = bytearray(archive.read_bytes())
+    for _ in range(count):
+        name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, offset + 28)
+        if data[offset + 46 : offset + 46 + name_length].decode() == entry:
+            struct.pack_into("<I", data, offset + 24, size)  # the uncompressed size field
+            archive.write_bytes(bytes(data))
+            return
+        offset += 46 + name_length + extra_length + comment_length
+    raise AssertionError(f"{entry} not in {archive}")
+
+
+def test_an_entry_declaring_a_huge_size_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    entry = "DRIVE/training/images/21_training.tif"
+    archive = fake_drive_zip(tmp_path / "DRIVE.zip")
+    _declare_size(archive, entry, 3 << 30)  # only the header says 3 GiB: nothing large is written
+    read, real_read = [], zipfile.ZipFile.read
+
+    def spy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *args):
+        read.append(info.filename)
+        return real_read(zf, info, *args)
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", spy)
+    with pytest.raises(SkunetError) as err:
+        read_archives("drive", [archive], native_size=FAKE_SIZE)
+    text = str(err.value)
+    assert text.startswith(f"{archive}: entry '{entry}' declares {3 << 30} bytes") and "\n" not in text
+    assert MAX_ENTRY_BYTES < 3 << 30 and read and entry not in read
+
+
+def test_entries_the_dataset_does_not_need_are_not_read(tmp_path):
+    entry = "DRIVE/extras/scan.raw"
+    archive = fake_drive_zip(tmp_path / "DRIVE.zip", extra={entry: b"\0" * 1000})
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(entry)
+    data = bytearray(archive.read_bytes())
+    data[info.header_offset + 30 + len(entry) + 500] ^= 0xFF  # read, it would fail its CRC
+    archive.write_bytes(bytes(data))
+    _declare_size(archive, entry, 3 << 30)  # and be refused for its size
+    assert len(read_archives("drive", [archive], native_size=FAKE_SIZE).samples) == 40
+
+
+def test_the_entry_size_limit_is_far_above_the_real_archives(mirror):
+    largest = max(info.file_size for name in ("DRIVE.zip", "CHASEDB1.zip")
+                  for info in zipfile.ZipFile(mirror / name).infolist())
+    assert largest * 50 < MAX_ENTRY_BYTES

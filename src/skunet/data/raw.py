@@ -110,8 +110,12 @@ def read_archives(dataset: str, archives: list[Path], native_size: tuple[int, in
     patterns = _PATTERNS[dataset]
     size = native_size or NATIVE_SIZE[dataset]
     found: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in patterns}
+
+    def needed(name: str) -> bool:
+        return any(pattern.search(name) for pattern in patterns.values())
+
     for archive in archives:
-        for name, data in archive_members(archive):
+        for name, data in archive_members(archive, needed):
             for kind, pattern in patterns.items():
                 match = pattern.search(name)
                 if match:

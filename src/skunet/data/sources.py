@@ -15,7 +15,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 MIRROR_ENV = "SKUNET_DATA_MIRROR"
 DOWNLOADS = Path("data/downloads")
 _CHUNK = 1 << 20
+# The largest entry an archive may declare (uncompressed) for us to read it. The official files
+# are far smaller (DRIVE's largest, a training TIFF, is 0.8 MB; CHASE_DB1's, a JPEG, 74 kB), and an
+# entry is held in memory whole: a damaged or hostile header declaring gigabytes is refused at once
+# instead of read. zipfile stops reading an entry at its declared size, so the limit holds.
+MAX_ENTRY_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,11 @@ def _check_entry_name(archive: Path, name: str) -> None:
         )
 
 
-def archive_members(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (entry name, bytes) of every file in a zip, after checking every name is safe.
+def archive_members(
+    archive: Path, needed: Callable[[str], bool] = lambda name: True
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (entry name, bytes) of every file in a zip that `needed` accepts, after checking
+    every name is safe and before reading each, its declared size.
 
     Nothing is extracted to disk: the caller decodes what it needs, so no entry can land outside
     the output folder, and a corrupt entry (bad CRC, truncated data) raises before any output is
@@ -151,7 +159,14 @@ def archive_members(archive: Path) -> Iterator[tuple[str, bytes]]:
             for info in infos:
                 _check_entry_name(archive, info.filename)
             for info in infos:
-                if not info.is_dir():
-                    yield info.filename, zf.read(info)
+                if info.is_dir() or not needed(info.filename):
+                    continue
+                if info.file_size > MAX_ENTRY_BYTES:
+                    raise SkunetError(
+                        f"{archive}: entry '{info.filename}' declares {info.file_size} bytes, more than"
+                        f" any file of the official releases by far (limit {MAX_ENTRY_BYTES}); refusing"
+                        " the archive (get a clean copy from the official source)"
+                    )
+                yield info.filename, zf.read(info)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
         raise SkunetError(f"{archive}: corrupt or truncated zip ({err}); replace it with a fresh copy") from None
