@@ -11,12 +11,13 @@ import json
 
 import numpy as np
 
-from skunet.atomic import atomic_file, damaged_output
+from skunet.atomic import atomic_dir, atomic_file, damaged_output
 from skunet.compare import compare, flatten_for_dvc, load_reference, load_reproduced
 from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
 from skunet.data.raw import load_manifest, read_png
 from skunet.errors import exit_on_error, reason
 from skunet.report import (
+    COMPARE_JSON,
     plot_bars,
     plot_qualitative,
     plot_roc,
@@ -27,6 +28,7 @@ from skunet.report import (
 from skunet.training import run_context, training_summaries
 
 FIGURES = Path("plots/figures")
+REPORT = Path("reports/report.md")
 
 
 def roc_curves(dataset: str, reproduced: dict) -> dict:
@@ -71,23 +73,32 @@ def main() -> None:
     tolerances = params["compare"]["tolerances"]
     results = {p: compare(reproduced, reference, tolerances, protocol=p) for p in PROTOCOLS}
 
-    figures = {"Reproduced vs published": plot_bars(results, FIGURES / "bars.png")}
-    for dataset in DATASETS:
-        figures[f"ROC, {dataset}"] = plot_roc(roc_curves(dataset, reproduced), dataset, FIGURES / f"roc_{dataset}.png")
-        qualitative(dataset, params["evaluate"]["threshold"], FIGURES / f"qualitative_{dataset}.png")
-        figures[f"Predictions, {dataset}"] = FIGURES / f"qualitative_{dataset}.png"
+    # The figures, the report that links them and compare.json are one result: all are written
+    # beside their places and moved there together at the end, so a stage that fails part way
+    # leaves the previous run's three as they were, never new figures beside an old report.
+    with atomic_dir(FIGURES) as figures_dir, atomic_file(REPORT) as report, atomic_file(COMPARE_JSON) as summary:
+        figures: dict[str, Path] = {}
 
-    training = training_summaries(Path("models"), Path("plots/train"))
-    figures["Training curves"] = plot_training_curves(training, FIGURES / "training.png")
+        def figure(caption: str, name: str) -> Path:
+            """Where to draw a figure now; the report links the place it is moved to."""
+            figures[caption] = FIGURES / name
+            return figures_dir / name
 
-    context = run_context(params["base"]["profile"], Path("models"))
-    if training:
-        context["training_time"] = f"{training_time(training)} (epoch times summed)"
-    report_context = {**context, "figures": figures}
-    write_markdown_report(results, Path("reports/report.md"), report_context, training)
-    compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
-    with atomic_file(Path("metrics/compare.json")) as tmp:
-        tmp.write_text(json.dumps(compare_json, indent=2) + "\n")
+        plot_bars(results, figure("Reproduced vs published", "bars.png"))
+        for dataset in DATASETS:
+            plot_roc(roc_curves(dataset, reproduced), dataset, figure(f"ROC, {dataset}", f"roc_{dataset}.png"))
+            qualitative(dataset, params["evaluate"]["threshold"],
+                        figure(f"Predictions, {dataset}", f"qualitative_{dataset}.png"))
+
+        training = training_summaries(Path("models"), Path("plots/train"))
+        plot_training_curves(training, figure("Training curves", "training.png"))
+
+        context = run_context(params["base"]["profile"], Path("models"))
+        if training:
+            context["training_time"] = f"{training_time(training)} (epoch times summed)"
+        write_markdown_report(results, report, {**context, "figures": figures}, training)
+        compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
+        summary.write_text(json.dumps(compare_json, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REFERENCE, TOL
+from conftest import REFERENCE, ROOT, TOL, fake_raw, one_line_error, run_stage, write_params
 from skunet import compare as C
 from skunet import metrics as M
 from skunet import report as R
 from skunet.errors import SkunetError
+from test_training import _checkpoint
 
 SMOKE = {"run": "exp-abc123", "profile": "smoke", "device": "CPU (2 cores)", "date": "2024-01-01"}
 PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100",
@@ -202,3 +205,51 @@ def test_report_lists_the_trainings(tmp_path):
 def test_plot_training_curves(tmp_path, rows):
     path = R.plot_training_curves(rows, tmp_path / "training.png")
     _assert_png(path)
+
+
+def _compare_project(tmp_path):
+    """What the compare stage reads: one model's metrics, small raw data, published values; and
+    the previous run's figures, report and compare.json."""
+    write_params(tmp_path)
+    (tmp_path / "published").mkdir()
+    shutil.copy(ROOT / "published" / "paper.yaml", tmp_path / "published" / "paper.yaml")
+    metrics = tmp_path / "metrics" / "drive" / "unet.json"
+    metrics.parent.mkdir(parents=True)
+    values = {"f1": 0.80, "accuracy": 0.96, "auc": 0.97, "tp": 1, "fp": 1, "fn": 1, "tn": 1}
+    metrics.write_text(json.dumps({"paper": values, "fov": values}))
+    for dataset in ("drive", "chase"):
+        fake_raw(tmp_path, dataset, size=(48, 40))
+    old = {tmp_path / "plots" / "figures" / "bars.png": b"old bars",
+           tmp_path / "reports" / "report.md": b"old report",
+           tmp_path / "metrics" / "compare.json": b"{}"}
+    for path, content in old.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return old
+
+
+@pytest.mark.slow
+def test_compare_writes_figures_report_and_json_as_one(tmp_path):
+    """A compare that fails after drawing figures (here on a damaged checkpoint) leaves the previous
+    figures, report and compare.json as they were; once it succeeds, all three are new and the
+    report links the figures where they are."""
+    old = _compare_project(tmp_path)
+    checkpoint = tmp_path / "models" / "drive" / "unet.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"not a checkpoint")
+    one_line_error(run_stage("compare.py", cwd=tmp_path), "models/drive/unet.pt: ")
+    assert {path: path.read_bytes() for path in old} == old
+    assert sorted(p.name for p in (tmp_path / "plots" / "figures").iterdir()) == ["bars.png"]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+    _checkpoint(checkpoint)
+    result = run_stage("compare.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all(path.read_bytes() != content for path, content in old.items())
+    report = (tmp_path / "reports" / "report.md").read_text()
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert "../plots/figures/bars.png" in links and len(links) == 6
+    for link in links:
+        _assert_png(tmp_path / "reports" / link)
+    assert json.loads((tmp_path / "metrics" / "compare.json").read_text())["run"]["profile"] == "paper"
+    assert not list(tmp_path.rglob(".*.tmp"))
