@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 import yaml
 
-from conftest import ROOT
-from skunet.config import check_model, deep_merge, load_params, validate
+from conftest import ROOT, run_stage, write_params
+from skunet.cli import smoke_params
+from skunet.config import check_model, deep_merge, load_params, parse_params, validate
 from skunet.errors import SkunetError
+from test_training import make_data
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -64,3 +67,32 @@ def test_smoke_override_applies_and_validates():
     assert merged["resize"]["drive"]["input_size"] < PARAMS["resize"]["drive"]["input_size"]
     with pytest.raises(SkunetError, match="override: unknown key 'train.common.epohcs'"):
         deep_merge(PARAMS, {"train": {"common": {"epohcs": 1}}})
+
+
+def test_floats_without_a_dot_read_as_numbers(tmp_path):
+    """YAML 1.1 (PyYAML) reads `1e-3` as a string; params are read as YAML 1.2 reads them."""
+    assert parse_params("lr: 1e-3\nb: 5E+2\nc: 1.0e3\nd: 10\ne: 0.001\nf: 1e3x") == {
+        "lr": 0.001, "b": 500.0, "c": 1000.0, "d": 10, "e": 0.001, "f": "1e3x"}
+    text = (ROOT / "params.yaml").read_text()
+    assert "    lr: 0.001" in text
+    (tmp_path / "params.yaml").write_text(text.replace("    lr: 0.001", "    lr: 1e-3"))
+    assert load_params(tmp_path / "params.yaml")["models"]["skunet"]["lr"] == 0.001
+
+
+def test_the_smoke_override_reads_floats_without_a_dot(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.smoke.yaml").write_text("models:\n  unet:\n    lr: 5e-4\n")
+    assert smoke_params(tmp_path)["models"]["unet"]["lr"] == 0.0005
+
+
+@pytest.mark.slow
+def test_a_stage_runs_with_lr_1e_3(tmp_path):
+    write_params(tmp_path, {"train": {"common": {"epochs": 1}}, "models": {"unet": {"base_width": 4, "depth": 2}}})
+    text = (tmp_path / "params.yaml").read_text()
+    assert text.count("lr: 0.001") == 3
+    (tmp_path / "params.yaml").write_text(text.replace("lr: 0.001", "lr: 1e-3"))
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    result = run_stage("train.py", "drive", "unet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "models" / "drive" / "unet.pt", weights_only=True)
+    assert checkpoint["train_config"]["lr"] == 0.001

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from skunet.config import deep_merge, load_params, validate
+from skunet.config import deep_merge, load_params, parse_params, validate
 from skunet.errors import SkunetError, exit_on_error
 
 SMOKE_OVERRIDE = "params.smoke.yaml"
@@ -55,7 +55,7 @@ def project_root() -> Path:
 def smoke_params(root: Path) -> dict:
     """params.yaml with params.smoke.yaml laid over it, validated."""
     base = load_params(root / "params.yaml")
-    override = yaml.safe_load((root / SMOKE_OVERRIDE).read_text())
+    override = parse_params((root / SMOKE_OVERRIDE).read_text())
     merged = deep_merge(base, override)
     validate(merged, source=f"params.yaml + {SMOKE_OVERRIDE}")
     return merged

@@ -7,6 +7,7 @@ stage with one line naming the key and what is allowed, instead of a default sil
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -167,11 +168,31 @@ def _validate(value: Any, schema: Any, prefix: str, source: str) -> None:
         )
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: YAML 1.1, which PyYAML follows, wants a dot
+    and a signed exponent, so `lr: 1e-3` would be the string '1e-3' (DVC, reading the same file
+    as YAML 1.2, sees the number)."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    # the floats YAML 1.1 misses: an exponent without a dot or without a sign; the others, and
+    # every int, resolve as before (resolvers are tried in order, this one last)
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def parse_params(text: str) -> Any:
+    """A params file's text (params.yaml, an override) as data, with ParamsLoader."""
+    return yaml.load(text, Loader=ParamsLoader)
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read and validate params.yaml."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        params = parse_params(path.read_text())
     except FileNotFoundError:
         raise SkunetError(f"{path}: not found; run from the project folder") from None
     except yaml.YAMLError as err:
