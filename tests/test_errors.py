@@ -1,15 +1,21 @@
 """One line for what goes wrong outside the project's control: a full disk, an unwritable output
-location; nothing partial left behind."""
+location, SIGTERM; nothing partial left behind."""
 
 from __future__ import annotations
 
 import errno
+import os
 import resource
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import fake_raw, one_line_error, run_stage, write_params
+from conftest import ROOT, fake_raw, one_line_error, run_stage, write_params
 from skunet.errors import os_error_line
+from test_training import make_data
 
 RESIZE_32 = {"resize": {"drive": {"input_size": 32}}}
 
@@ -53,3 +59,26 @@ def test_an_unwritable_output_location_is_one_line(tmp_path):
     one_line_error(result, "data/resized: File exists", "a file is where a folder must be")
     assert _leftovers(tmp_path / "data") == []
 
+
+@pytest.mark.slow
+def test_sigterm_stops_a_stage_with_one_line(tmp_path):
+    """SIGTERM (a scheduler, `kill`) mid-training: exit status 143, one line saying how to go on,
+    no traceback, no checkpoint, the resume state of the completed epochs kept."""
+    write_params(tmp_path, {"train": {"common": {"epochs": 500}, "drive": {"batch_size": 4}},
+                            "models": {"unet": {"base_width": 4, "depth": 2}}})
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # SIGTERM's default handling in the stage, whatever the tests themselves inherited
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "train.py"), "drive", "unet"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    state, deadline = tmp_path / ".skunet-state" / "drive-unet.pt", time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM): run the same command again")
+    assert state.exists() and not (tmp_path / "models" / "drive" / "unet.pt").exists()
+    assert _leftovers(tmp_path) == []

@@ -7,6 +7,7 @@ import functools
 import logging
 import signal
 import sys
+import threading
 from typing import Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -24,6 +25,11 @@ class SkunetError(Exception):
 
     The message is one line: it names the file or key and says what to do.
     """
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a job scheduler, `kill`, DVC's queue stopping a worker); like
+    KeyboardInterrupt, not an Exception, so no `except Exception` swallows it."""
 
 
 def reason(err: BaseException) -> str:
@@ -50,15 +56,23 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {why}; {advice}"
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM stops at once, unannounced
+    raise Terminated
+
+
 def exit_on_error(main: F) -> F:
     """Run `main`; turn a SkunetError into one line on stderr and exit status 2, an OSError (disk
     full, an unwritable location) into one line naming the file and status 2, and Ctrl-C (SIGINT)
-    into one line and status 130, the shell's code for it. Outputs are written to a temporary name
-    and moved into place, so a stage stopped any of these ways leaves none half-written."""
+    or SIGTERM into one line and status 130 or 143, the shell's codes for them (128 + signal).
+    Outputs are written to a temporary name and moved into place, so a stage stopped any of these
+    ways leaves none half-written."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return main(*args, **kwargs)
         except SkunetError as err:
@@ -70,5 +84,8 @@ def exit_on_error(main: F) -> F:
         except KeyboardInterrupt:
             print(f"interrupted: {GO_ON}", file=sys.stderr)
             raise SystemExit(128 + signal.SIGINT) from None
+        except Terminated:
+            print(f"terminated (SIGTERM): {GO_ON}", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
 
     return wrapper  # type: ignore[return-value]
