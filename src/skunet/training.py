@@ -526,6 +526,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     The one reader of checkpoints (evaluate, the training summaries, the run context), so each
     gets the same checks: a file of tensors and plain data only (weights_only), the keys the
     train stage writes, a model_config of one of our models, weights that fit that model.
+    The model is returned as built (training mode): the test-time mode is set in one place,
+    where predictions are made (:func:`skunet.evaluation.predict`), so a bug there is not
+    hidden by a second `eval()` here.
     """
     stage = _train_stage(path)
     remedy = f"re-run `dvc repro -f {stage}`"
@@ -544,7 +547,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     if misfit:
         raise SkunetError(f"{path}: {misfit}; {remedy}")
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload
+    return model.to(device), payload
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
