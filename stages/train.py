@@ -3,6 +3,8 @@
 Writes models/<dataset>/<model>.pt (best by validation loss) and plots/train/<dataset>/<model>.csv.
 A killed run, re-run, resumes from its last completed epoch (state in .skunet-state/).
 Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
+With SKUNET_DEADLINE set (a time, seconds since the epoch: `date -d '+50 min' +%s`), it stops at
+the last epoch boundary before it, its state saved, with exit status 75; run again to go on.
 """
 
 import sys
@@ -17,7 +19,7 @@ import torch.distributed as dist
 
 from skunet.config import check_dataset, check_model, load_params
 from skunet.errors import exit_on_error
-from skunet.training import model_config, train, train_config
+from skunet.training import deadline_from_env, model_config, train, train_config
 
 
 @exit_on_error
@@ -37,6 +39,7 @@ def main() -> None:
         checkpoint=Path("models") / dataset / f"{model}.pt",
         log_csv=Path("plots/train") / dataset / f"{model}.csv",
         state_path=Path(".skunet-state") / f"{dataset}-{model}.pt",
+        deadline=deadline_from_env(),
     )
     if dist.is_initialized():  # launched by torchrun
         dist.destroy_process_group()

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import CUDA, DEVICES, ROOT, one_line_error, run_stage, write_params
 from skunet.config import deep_merge
-from skunet.errors import SkunetError
+from skunet.errors import OutOfTime, SkunetError
 from skunet.models import ModelConfig, build_model
 from skunet.training import (
     TrainConfig,
@@ -347,6 +347,48 @@ def test_interrupted_train_stage_says_so_in_one_line(tmp_path):
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted: run the same command again")
     assert state.exists() and not (tmp_path / "models" / "drive" / "unet.pt").exists()
+
+
+def test_a_training_past_its_deadline_stops_at_an_epoch_boundary_and_goes_on_to_the_same_weights(tmp_path):
+    data = make_data(tmp_path / "data")
+    run(tmp_path / "a", data)
+    with pytest.raises(OutOfTime, match=r"drive/unet_dropblock stopped after epoch 1 of 3, its state saved"):
+        run(tmp_path / "b", data, deadline=time.time())  # already past: the first epoch ends it
+    assert (tmp_path / "b" / "state.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
+    with pytest.raises(OutOfTime, match="after epoch 2 of 3"):
+        run(tmp_path / "b", data, deadline=time.time())
+    run(tmp_path / "b", data, deadline=time.time() + 3600)  # room for the last epoch
+    a, b = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "b" / "state.pt").exists()
+
+
+def test_the_last_epoch_is_never_cut_by_the_deadline(tmp_path):
+    """Nothing is left to stop before: a training in its last epoch finishes and writes its outputs."""
+    data = make_data(tmp_path / "data")
+    run(tmp_path, data, replace(CFG, epochs=1), deadline=time.time())
+    assert (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_train_stage_past_its_deadline_exits_75_with_one_line(tmp_path):
+    write_params(tmp_path, {"train": {"common": {"epochs": 3}, "drive": {"batch_size": 4}},
+                            "models": {"unet": {"base_width": 4, "depth": 2}}})
+    make_data(tmp_path / "data" / "augmented" / "drive")
+    result = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": str(time.time())})
+    assert result.returncode == 75, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("out of time: drive/unet stopped after epoch 1 of 3, its state saved")
+    assert line.endswith("run the same command again to go on (a training resumes after its last completed epoch)")
+    assert (tmp_path / ".skunet-state" / "drive-unet.pt").exists()
+    assert not (tmp_path / "models" / "drive" / "unet.pt").exists()
+    bad = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": "tomorrow"})
+    one_line_error(bad, "SKUNET_DEADLINE='tomorrow': not a time")
+    done = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": str(time.time() + 3600)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming unet on drive after epoch 1" in done.stderr
+    assert (tmp_path / "models" / "drive" / "unet.pt").exists()
 
 
 # --------------------------------------------------------------- damaged inputs: one line each

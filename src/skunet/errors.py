@@ -27,6 +27,16 @@ class SkunetError(Exception):
     """
 
 
+class OutOfTime(Exception):
+    """A training stopped at an epoch boundary because the next epoch would not end before its
+    deadline (a time-boxed machine): its resume state is saved, the same command goes on."""
+
+
+# The exit status of a stage that ran out of time (EX_TEMPFAIL: try again later), so a script
+# driving a time-boxed machine can tell it from a failure.
+OUT_OF_TIME_STATUS = 75
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (a job scheduler, `kill`, DVC's queue stopping a worker); like
     KeyboardInterrupt, not an Exception, so no `except Exception` swallows it."""
@@ -63,7 +73,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def exit_on_error(main: F) -> F:
     """Run `main`; turn a SkunetError into one line on stderr and exit status 2, an OSError (disk
-    full, an unwritable location) into one line naming the file and status 2, and Ctrl-C (SIGINT)
+    full, an unwritable location) into one line naming the file and status 2, a training that
+stopped at its deadline (OutOfTime) into one line and status 75, and Ctrl-C (SIGINT)
     or SIGTERM into one line and status 130 or 143, the shell's codes for them (128 + signal).
     Outputs are written to a temporary name and moved into place, so a stage stopped any of these
     ways leaves none half-written."""
@@ -81,6 +92,9 @@ def exit_on_error(main: F) -> F:
         except OSError as err:
             print(f"error: {os_error_line(err)}", file=sys.stderr)
             raise SystemExit(2) from None
+        except OutOfTime as err:
+            print(f"out of time: {err}; {GO_ON}", file=sys.stderr)
+            raise SystemExit(OUT_OF_TIME_STATUS) from None
         except KeyboardInterrupt:
             print(f"interrupted: {GO_ON}", file=sys.stderr)
             raise SystemExit(128 + signal.SIGINT) from None

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from skunet.atomic import atomic_file, damaged_output, missing_output, read_array, read_json
 from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError, reason
+from skunet.errors import OutOfTime, SkunetError, reason
 from skunet.models import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -310,6 +310,22 @@ def save_atomic(obj: Any, path: Path) -> None:
         tmp.write_bytes(buffer.getbuffer())
 
 
+DEADLINE_ENV = "SKUNET_DEADLINE"
+
+
+def deadline_from_env() -> float | None:
+    """The deadline a time-boxed machine gives its trainings: SKUNET_DEADLINE, seconds since the
+    epoch (`date -d '+50 min' +%s`); None when unset."""
+    value = os.environ.get(DEADLINE_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise SkunetError(f"{DEADLINE_ENV}={value!r}: not a time; give seconds since the epoch, e.g."
+                          f" {DEADLINE_ENV}=$(date -d '+50 min' +%s), or unset it") from None
+
+
 def train(
     mcfg: ModelConfig,
     cfg: TrainConfig,
@@ -321,11 +337,15 @@ def train(
     device: torch.device | None = None,
     stop_after_epoch: int | None = None,
     fast: bool | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train one model; write the best checkpoint and the per-epoch log. Returns a summary.
 
     `state_path` holds the resume state between epochs; it is removed once training completes.
     `stop_after_epoch` ends the run early as a crash would (used to test resume).
+    `deadline` (seconds since the epoch, as `time.time()`) stops the training at the end of the
+    last epoch after which the next one, as long as the longest so far, would not end in time:
+    it raises OutOfTime with the resume state saved, and the same call goes on from there.
     `fast` overrides the path (default: the fast path on CUDA when `cfg.fast_path`); forcing it
     on the CPU runs the fast path's code there, which is how the tests cover it without a GPU.
     """
@@ -378,6 +398,7 @@ def train(
     source = BatchSource(data, device, on_device=fast, channels_last=fast)
     per_rank = -(-cfg.batch_size // ddp.world)
 
+    longest = 0.0  # the longest epoch of this run, for the deadline
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, epoch) + ddp.rank)
@@ -399,12 +420,16 @@ def train(
             optimizer.step()
             total += loss.detach() * len(rows)  # no host sync per step
             seen += len(rows)
-        val = torch.zeros(2, dtype=torch.float64, device=device)  # NCCL broadcasts device tensors only
+        # validation loss, F1 and whether to stop for the deadline, decided once for all ranks
+        val = torch.zeros(3, dtype=torch.float64, device=device)  # NCCL broadcasts device tensors only
         if ddp.main:
-            val[:] = torch.tensor(validate(model, source, data.val_idx, cfg.batch_size, fast))
+            val[:2] = torch.tensor(validate(model, source, data.val_idx, cfg.batch_size, fast))
+            # epochs of this run only: a resumed history may come from another machine
+            longest = max(time.perf_counter() - t0, longest)
+            val[2] = float(deadline is not None and epoch < cfg.epochs and time.time() + longest > deadline)
         if ddp.world > 1:
             dist.broadcast(val, 0)
-        val_loss, val_f1 = float(val[0]), float(val[1])
+        val_loss, val_f1, out_of_time = float(val[0]), float(val[1]), bool(val[2])
         scheduler.step(val_loss)
         row = {
             "epoch": epoch,
@@ -429,6 +454,9 @@ def train(
             save_atomic(state, state_path)
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
             return {"stopped_after": epoch}
+        if out_of_time:
+            raise OutOfTime(f"{dataset}/{mcfg.name} stopped after epoch {epoch} of {cfg.epochs}, its"
+                            f" state saved: the next epoch (up to {longest:.0f} s) would end after the deadline")
 
     summary = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs": cfg.epochs,
                "model": model}
