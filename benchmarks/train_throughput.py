@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py --dataset chase --steps 5  # 1008 px
     python benchmarks/train_throughput.py --size 64 --steps 1 --out /tmp/check.json  # a quick check
     python benchmarks/train_throughput.py --floors-only --floors-at 989 3.35 0  # another device's floors
+    python benchmarks/train_throughput.py --fast-only --steps 3  # the fast path's img/s and memory alone (a lease's first minute)
 
 For each model, on the device present (CUDA if available, else CPU), in the same run:
 - fast path: what training uses on CUDA: the uint8 training set held on the device, bf16 autocast,
@@ -257,11 +258,15 @@ def main() -> None:
                         help="also give the floors at another device's rates: bf16 matmul TFLOP/s, memory "
                              "TB/s, microseconds per kernel launch (an H100 SXM's datasheet: 989 3.35 0)")
     parser.add_argument("--floors-only", action="store_true", help="count and give floors; time nothing")
+    parser.add_argument("--fast-only", action="store_true",
+                        help="time the fast path alone: no naive path, no counting (seconds per model on a GPU)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = args.size or PAPER[args.dataset][0]
     if args.floors_at and (args.floors_at[0] <= 0 or args.floors_at[1] <= 0 or args.floors_at[2] < 0):
         parser.error("--floors-at: TFLOPS and TBPS must be positive, LAUNCH_US at least 0")
+    if args.fast_only and (args.floors_only or args.floors_at):
+        parser.error("--fast-only counts nothing: it goes with neither --floors-only nor --floors-at")
 
     if args.one:  # child process: one measurement, JSON on stdout
         model, path = args.one
@@ -294,13 +299,19 @@ def main() -> None:
     for model in args.models:
         result = {"model": model}
         if not args.floors_only:
-            for path in ("fast", "naive"):
+            for path in ("fast",) if args.fast_only else ("fast", "naive"):
                 m = child(["--dataset", args.dataset, "--steps", str(args.steps), "--size", str(size),
                            "--one", model, path] + (["--compile"] if args.compile else []))
                 for key in ("images_per_s", "peak_mib", "warmup_s"):
                     result[f"{path}_{key}"] = m[key]
-            result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
             result["epoch_fast_s"] = EPOCH_IMAGES / result["fast_images_per_s"]
+        if args.fast_only:
+            print(f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
+                  f"first step {result['fast_warmup_s']:.1f} s  epoch, fast path {result['epoch_fast_s']:.1f} s")
+            rows.append(result)
+            continue
+        if not args.floors_only:
+            result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
         traffic = child(["--dataset", args.dataset, "--size", str(size), "--one", model, "traffic"])
         result["gflop_per_step"] = traffic["flops"] / 1e9
         result["gb_per_step"] = traffic["bytes"] / 1e9
@@ -326,9 +337,11 @@ def main() -> None:
     # rate and at the floors; validation, evaluation and start-up not counted
     epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
     report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": None if args.floors_only else args.steps,
-              "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs,
-              "trainings_floor_s": epochs * sum(r["epoch_floor_s"] for r in rows)}
-    summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}: floor {report['trainings_floor_s'] / 60:.1f} min"
+              "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs}
+    summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}"
+    if not args.fast_only:
+        report["trainings_floor_s"] = epochs * sum(r["epoch_floor_s"] for r in rows)
+        summary += f": floor {report['trainings_floor_s'] / 60:.1f} min"
     if other:
         report["other_rates"] = other
         report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["floor_s"] for r in rows)
