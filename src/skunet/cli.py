@@ -6,6 +6,10 @@
                                  the CI gate
     skunet record-baseline --workdir DIR
                                  re-record baselines/smoke.yaml from a smoke workspace
+    skunet lease --budget S --out DIR [--take IN]
+                                 on a time-boxed machine: as much of the paper run as S seconds
+                                 allow, packed into DIR for the next machine (see skunet.lease)
+    skunet take IN               put a lease's pieces into this checkout; then `dvc repro`
     skunet readme [--workdir D]  regenerate the README's results section from metrics/compare.json
 """
 
@@ -174,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     p_readme = sub.add_parser("readme", help="regenerate the README results section from metrics/compare.json")
     p_readme.add_argument("--workdir", type=Path, default=None,
                           help="the workspace whose metrics/compare.json to use (default: the project)")
+    p_lease = sub.add_parser("lease", help="on a time-boxed machine: as much of the paper run as the budget allows")
+    p_lease.add_argument("--budget", type=float, required=True, help="seconds this machine is lent for")
+    p_lease.add_argument("--out", type=Path, required=True, help="the folder whose files go back (at most 8, 16 MiB each)")
+    p_lease.add_argument("--take", type=Path, default=None, help="the folder an earlier lease wrote, if any")
+    p_lease.add_argument("--reserve", type=float, default=None, help=argparse.SUPPRESS)
+    p_take = sub.add_parser("take", help="put the pieces a lease brought back into this checkout")
+    p_take.add_argument("folder", type=Path, help="the folder the lease wrote (its --out)")
     args = parser.parse_args(argv)
 
     if args.command == "smoke":
@@ -187,8 +198,32 @@ def main(argv: list[str] | None = None) -> int:
 
         print(record(args.baseline, args.workdir / "metrics"))
         return 0
+    if args.command in ("lease", "take"):
+        return lease_or_take(args)
     root = project_root()
     update_readme(root, args.workdir or root)
+    return 0
+
+
+def lease_or_take(args: argparse.Namespace) -> int:
+    """`skunet lease` and `skunet take`, run in the project folder (a copy without git will do)."""
+    from skunet import lease
+
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise SkunetError(f"{root}: no dvc.yaml here; run `skunet {args.command}` in the project folder")
+    if args.command == "lease":
+        if args.budget <= 0:
+            raise SkunetError(f"--budget {args.budget:g}: give the seconds this machine is lent for")
+        reserve = lease.RESERVE_S if args.reserve is None else args.reserve
+        manifest = lease.lease(root, args.budget, args.out.resolve(), [args.take] if args.take else [], reserve)
+        piece = manifest["pieces"][-1]
+        print(f"{args.out}: {len(piece['finished'])} of {len(lease.ORDER)} trainings finished"
+              + (f", {piece['in_progress']} in progress" if piece["in_progress"] else "")
+              + f" ({piece['wall_s']:.0f} s); bring back its files and run `skunet take {args.out}`")
+        return 0
+    manifest = lease.take(args.folder, root)
+    print(lease.summary(manifest))
     return 0
 
 

@@ -1,0 +1,340 @@
+"""The paper run in pieces, on machines lent for a fixed time (a GPU lease, a spot instance, a
+cluster job with a wall-clock limit), each piece worth keeping.
+
+    skunet lease --budget 540 --out OUT [--take IN]     on the time-boxed machine
+    skunet take IN [IN ...]                              on any machine; then `dvc repro`
+
+A lease, given its time budget and an output folder (and optionally the files a previous one
+brought back):
+
+1. first, in well under a minute, writes what is worth keeping even if all that follows fails:
+   ``manifest.json`` with the device, the torch / CUDA / driver versions and the versions that
+   draw the data (NumPy, OpenCV, albumentations); on CUDA also the ``-k cuda`` test cases and a
+   few timed fast-path training steps per model at paper size (the throughput benchmark's JSON);
+2. takes in the earlier pieces and runs the data stages (``dvc repro augment@...``);
+3. runs the trainings in an order that completes whole comparisons early (DRIVE's three models
+   first), each new one only if an epoch of it fits in the time left by the epoch times measured
+   so far, under a deadline (SKUNET_DEADLINE) at which the one in progress stops at an epoch
+   boundary with its resume state saved;
+4. packs everything another machine needs to go on into at most 8 files of at most 16 MiB: the
+   finished trainings as DVC run-cache entries with their outputs (what `dvc repro` restores
+   instead of training again), the resume state of a training in progress, and the manifest
+   (what finished, what is in progress, epoch times, device, versions).
+
+``skunet take`` puts those into a checkout's DVC cache and ``.skunet-state/``; ``dvc repro`` then
+takes each finished training from the run cache and evaluates it there, and the next lease goes on
+where the last one stopped. The run cache restores a training only where the data stages drew the
+same data (same NumPy and OpenCV): the manifest records who drew it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from skunet.atomic import atomic_dir, read_json
+from skunet.config import DATASETS, MODELS
+from skunet.errors import OUT_OF_TIME_STATUS, SkunetError
+
+log = logging.getLogger(__name__)
+
+# Trainings in the order a lease runs them: DRIVE's three first, so that whole comparisons (a
+# dataset's three models, the paper's ranking) complete early.
+ORDER = tuple(f"{dataset}-{model}" for dataset in DATASETS for model in MODELS)
+MANIFEST = "manifest.json"
+PIECES = "pieces.tar"
+# What a lease machine sends back: at most 8 files of at most 16 MiB. The manifest, the log and
+# the benchmark take three; the packed pieces, split into parts, the rest.
+MAX_FILES, MAX_FILE_BYTES = 8, 16 * 2**20
+MAX_PARTS = MAX_FILES - 3
+# Kept back from the budget for packing and the transfer home.
+RESERVE_S = 20.0
+TRAIN_CMD = "python stages/train.py"
+
+
+# ------------------------------------------------------------------------------- diagnostics
+def _run_text(cmd: list[str], timeout: float) -> str | None:
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def diagnostics() -> dict[str, Any]:
+    """The machine: device, torch / CUDA / driver versions, and the library versions that draw the
+    data (a training restored from the run cache needs the same data)."""
+    import torch
+
+    from skunet.baseline import environment
+
+    cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)",
+        "cuda": torch.version.cuda if cuda else None,
+        "driver": _run_text(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 20) if cuda else None,
+        "host": platform.node(),
+        **environment(),
+    }
+
+
+def _cuda_checks(root: Path, out: Path, timeout: float) -> dict[str, Any]:
+    """The `-k cuda` test cases and a few timed fast-path steps per model at paper size."""
+    checks: dict[str, Any] = {}
+    tests = _run_logged([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
+                         "tests/test_models.py", "tests/test_training.py"], root, out / "cuda-tests.log", timeout)
+    checks["cuda_tests"] = "passed" if tests == 0 else f"exit {tests} (see cuda-tests.log)"
+    bench = _run_logged([sys.executable, "benchmarks/train_throughput.py", "--dataset", "drive", "--fast-only",
+                         "--steps", "3", "--out", str(out / "benchmark-drive.json")], root, out / "lease.log", timeout)
+    checks["benchmark"] = "benchmark-drive.json" if bench == 0 else f"exit {bench}"
+    return checks
+
+
+def _run_logged(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None,
+                env: dict[str, str] | None = None) -> int:
+    """Run `cmd`, its output appended to `log_path`; the exit status (124 past `timeout`)."""
+    with log_path.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        try:
+            return subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env={**os.environ, **(env or {})}).returncode
+        except subprocess.TimeoutExpired:
+            fh.write(f"(stopped after {timeout:.0f} s)\n")
+            return 124
+
+
+# ----------------------------------------------------------------------------- the run cache
+def _dvc(root: Path, *args: str, log_path: Path, env: dict[str, str] | None = None) -> int:
+    return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, None,
+                       {"DVC_NO_ANALYTICS": "1", **(env or {})})
+
+
+def _cache_dir(root: Path) -> Path:
+    return root / ".dvc" / "cache"
+
+
+def _training_runs(root: Path) -> dict[str, list[Path]]:
+    """The run-cache entries of trainings, by training (`drive-unet`), newest last."""
+    runs: dict[str, list[Path]] = {}
+    for entry in sorted((_cache_dir(root) / "runs").glob("*/*/*"), key=lambda p: p.stat().st_mtime):
+        try:
+            cmd = yaml.safe_load(entry.read_text()).get("cmd", "")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if cmd.startswith(TRAIN_CMD + " "):
+            dataset, model = cmd.split()[2:4]
+            runs.setdefault(f"{dataset}-{model}", []).append(entry)
+    return runs
+
+
+def _objects(root: Path, entry: Path) -> list[Path]:
+    """The cache objects of a run-cache entry's outputs."""
+    outs = yaml.safe_load(entry.read_text()).get("outs", [])
+    cache = _cache_dir(root) / "files" / "md5"
+    return [cache / out["md5"][:2] / out["md5"][2:] for out in outs]
+
+
+# ------------------------------------------------------------------------------ the manifest
+def _state_path(root: Path, training: str) -> Path:
+    return root / ".skunet-state" / f"{training}.pt"
+
+
+def _epoch_seconds(root: Path, training: str) -> list[float]:
+    """Seconds per epoch of a training, from its log (finished) or its resume state (in progress)."""
+    from skunet.training import read_log, read_resume_state
+
+    dataset, model = training.split("-", 1)
+    log_csv = root / "plots" / "train" / dataset / f"{model}.csv"
+    state = read_resume_state(_state_path(root, training))
+    if state is not None:
+        return [float(row["seconds"]) for row in state["history"]]
+    if log_csv.is_file():
+        return [row["seconds"] for row in read_log(log_csv)]
+    return []
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {"pieces": [], "trainings": {}}
+    return read_json(path, "the lease that wrote it", keys=("pieces", "trainings"))
+
+
+# --------------------------------------------------------------------------------- packing
+def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | None) -> list[str]:
+    """Tar the finished trainings' run-cache entries and objects and the resume state in progress
+    into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' names."""
+    runs = _training_runs(root)
+    members: list[Path] = []
+    for training in finished:
+        for entry in runs.get(training, [])[-1:]:
+            members += [entry, *_objects(root, entry)]
+    if in_progress and _state_path(root, in_progress).is_file():
+        members.append(_state_path(root, in_progress))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in members:
+            tar.add(path, arcname=path.relative_to(root).as_posix())
+    data = buffer.getvalue()
+    parts = [data[i : i + MAX_FILE_BYTES] for i in range(0, len(data), MAX_FILE_BYTES)] or [data]
+    if len(parts) > MAX_PARTS:
+        raise SkunetError(f"{out}: the pieces take {len(data) / 2**20:.1f} MiB, more than {MAX_PARTS} files of"
+                          f" {MAX_FILE_BYTES // 2**20} MiB; bring back fewer trainings per lease")
+    names = []
+    for i, part in enumerate(parts):
+        name = f"{PIECES}.{i:02d}"
+        (out / name).write_bytes(part)
+        names.append(name)
+    return names
+
+
+def take(folder: Path, root: Path) -> dict[str, Any]:
+    """Put the pieces a lease brought back (`folder`) into the checkout at `root`: run-cache entries
+    and objects into .dvc/cache, a resume state into .skunet-state; returns the manifest."""
+    manifest = _read_manifest(folder)
+    parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
+    if not parts:
+        raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out)")
+    data = b"".join(part.read_bytes() for part in parts)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+            for member in tar.getmembers():
+                if not (member.name.startswith(".dvc/cache/") or member.name.startswith(".skunet-state/")):
+                    raise SkunetError(f"{folder}: {member.name} is not a piece of a lease; refusing the folder")
+            tar.extractall(root, filter="data")
+    except (tarfile.TarError, EOFError) as err:
+        raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({err}); bring back all of"
+                          " them, unchanged") from None
+    for training, entry in manifest["trainings"].items():
+        if entry.get("status") == "finished":
+            _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
+    target = root / "reports" / MANIFEST.replace("manifest", "pieces")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+# ------------------------------------------------------------------------------- the lease
+def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, Any]) -> float | None:
+    """Seconds one epoch of `training` takes here: its own epochs so far, else the benchmark's
+    fast-path epoch (DRIVE, scaled by the pixel count for CHASE_DB1), else unknown."""
+    known = _epoch_seconds(root, training) or manifest["trainings"].get(training, {}).get("epoch_seconds", [])
+    if known:
+        return max(known)
+    bench = out / "benchmark-drive.json"
+    if not bench.is_file():
+        return None
+    from skunet.config import load_params
+
+    dataset, model = training.split("-", 1)
+    rows = {r["model"]: r for r in json.loads(bench.read_text())["models"]}
+    sizes = {d: load_params(root / "params.yaml")["resize"][d]["input_size"] for d in DATASETS}
+    return rows[model]["epoch_fast_s"] * (sizes[dataset] / sizes["drive"]) ** 2 if model in rows else None
+
+
+def _stopped_for_time(log_path: Path, training: str) -> bool:
+    dataset, model = training.split("-", 1)
+    return f"out of time: {dataset}/{model} stopped after epoch" in log_path.read_text()
+
+
+def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: float = RESERVE_S) -> dict[str, Any]:
+    """Run as much of the paper profile as `budget_s` allows; write the pieces into `out`."""
+    start = time.time()
+    deadline = start + budget_s - reserve_s
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "lease.log"
+    log_path.write_text("")
+    manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
+    for folder in takes:
+        manifest = take(folder, root)
+    piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                             "budget_s": budget_s, **diagnostics()}
+    manifest["pieces"].append(piece)
+    _write_manifest(out, manifest)
+
+    import torch
+
+    if torch.cuda.is_available():
+        piece.update(_cuda_checks(root, out, timeout=max(10.0, min(60.0, deadline - time.time()))))
+        _write_manifest(out, manifest)
+    if not (root / ".git").exists():
+        _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
+
+    todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") != "finished"]
+    stage_s: dict[str, float] = {}
+    datasets = sorted({t.split("-", 1)[0] for t in todo}, key=DATASETS.index)
+    if datasets:
+        t0 = time.time()
+        code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=log_path)
+        stage_s["data"] = time.time() - t0
+        if code != 0:
+            piece["error"] = f"data stages failed (exit {code}); see lease.log"
+            todo = []
+    in_progress = None
+    for training in todo:
+        left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
+        if left <= 0 or (epoch_s is not None and epoch_s > left):
+            log.info("%s not started: %.0f s left, an epoch takes %s", training, left,
+                     "unknown" if epoch_s is None else f"{epoch_s:.0f} s")
+            break
+        t0 = time.time()
+        code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
+                    env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
+        stage_s[training] = time.time() - t0
+        if code == 0:
+            status = "finished"
+        elif _stopped_for_time(log_path, training) and _state_path(root, training).is_file():
+            status, in_progress = "in progress", training
+        else:
+            status = f"failed (dvc repro exit {code}; see lease.log)"
+        seconds = _epoch_seconds(root, training)
+        manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
+                                           "device": piece["device"]}
+        log.info("%s: %s after %d epochs (%.0f s)", training, status, len(seconds), stage_s[training])
+        if status != "finished":
+            break
+    finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
+    piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
+    piece["files"] = _pack(root, out, finished, in_progress)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.replace(out / MANIFEST)
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """What a checkout has after `skunet take`, and the commands that go on from there."""
+    trainings = manifest["trainings"]
+    finished = [t for t in ORDER if trainings.get(t, {}).get("status") == "finished"]
+    lines = [f"{len(finished)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"]
+    for training in ORDER:
+        entry = trainings.get(training)
+        if entry and entry["status"] != "finished":
+            lines.append(f"{training}: {entry['status']} ({entry['epochs_done']} epochs done; the next"
+                         " lease goes on from there, given these files with --take)")
+    missing = [t for t in ORDER if t not in trainings]
+    if missing:
+        lines.append(f"not yet trained: {', '.join(missing)}")
+    if len(finished) == len(ORDER):
+        lines.append("next: `dvc repro` takes the six trainings from the run cache and evaluates them here")
+    elif finished:
+        lines.append("next: `dvc repro " + " ".join(f"evaluate@{t}" for t in finished)
+                     + " && dvc repro -s compare` evaluates what is finished (then `skunet check --allow-missing`)")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""skunet lease / take: the paper run in pieces on time-boxed machines, tried at a tiny size."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import project_copy
+from skunet import lease as L
+from skunet.config import deep_merge
+from skunet.errors import SkunetError
+
+# Small enough for the CPU, long enough (6 epochs) that a deadline can stop a training mid-way.
+TINY = {
+    "base": {"profile": "smoke"},
+    "resize": {"drive": {"input_size": 32}, "chase": {"input_size": 32}},
+    "train": {"common": {"epochs": 6, "max_train_samples": 48},
+              "drive": {"batch_size": 4}, "chase": {"batch_size": 4}},
+    "models": {"unet": {"base_width": 4, "depth": 2, "lr": 0.003},
+               "unet_dropblock": {"base_width": 4, "depth": 2, "lr": 0.003, "block_size": 3},
+               "skunet": {"base_width": 4, "depth": 2, "lr": 0.003, "block_size": 3}},
+}
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env={**os.environ, "DVC_NO_ANALYTICS": "1", **env},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, (cmd, result.stdout[-2000:], result.stderr[-2000:])
+    return result
+
+
+def _clone(template: Path, path: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(template), str(path)], check=True)
+    return path
+
+
+def _metrics(work: Path) -> dict[str, bytes]:
+    return {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.glob("metrics/*/*.json"))}
+
+
+@pytest.mark.slow
+def test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run(tmp_path, mirror):
+    env = {"SKUNET_DATA_MIRROR": str(mirror)}
+    template = project_copy(tmp_path / "template")
+    params = yaml.safe_load((template / "params.yaml").read_text())
+    (template / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile"], cwd=template, check=True)
+
+    # one uninterrupted run, timed stage by stage for the budgets below
+    reference = _clone(template, tmp_path / "reference")
+    t0 = time.time()
+    _run(["dvc", "repro", "augment@drive", "augment@chase"], reference, env)
+    data_s, train_s = time.time() - t0, []
+    for training in L.ORDER:
+        t0 = time.time()
+        _run(["dvc", "repro", f"train@{training}"], reference, env)
+        train_s.append(time.time() - t0)
+    _run(["dvc", "repro"], reference, env)
+    expected = _metrics(reference)
+    assert len(expected) == 6
+
+    # machines with room for about one training each, every one in a fresh copy of the project
+    # and starting from the files the previous one brought back only
+    budget = data_s + 1.5 * sum(train_s) / len(train_s)
+    previous, pieces = None, []
+    for i in range(12):
+        machine = _clone(template, tmp_path / f"machine{i}")
+        out = tmp_path / f"out{i}"
+        take = ["--take", str(previous)] if previous else []
+        _run(["skunet", "lease", "--budget", f"{budget:.1f}", "--out", str(out), "--reserve", "0", *take], machine, env)
+        files = sorted(p.name for p in out.iterdir())
+        assert len(files) <= L.MAX_FILES and all((out / f).stat().st_size <= L.MAX_FILE_BYTES for f in files)
+        manifest = json.loads((out / L.MANIFEST).read_text())
+        pieces.append(manifest["pieces"][-1])
+        previous = out
+        if len(manifest["pieces"][-1]["finished"]) == len(L.ORDER):
+            break
+    assert len(pieces) >= 3, [p["finished"] for p in pieces]
+    stopped = [p["in_progress"] for p in pieces if p["in_progress"]]
+    assert stopped, "no training was stopped mid-way by its deadline"
+    assert all(len(p["finished"]) >= len(q["finished"]) for p, q in zip(pieces[1:], pieces))
+
+    home = _clone(template, tmp_path / "home")
+    summary = _run(["skunet", "take", str(previous)], home, env).stdout
+    assert "6 of 6 trainings finished" in summary
+    repro = _run(["dvc", "repro"], home, env).stdout
+    assert repro.count("is cached - skipping run, checking out outputs") == 6, repro
+    assert "Running stage 'train@" not in repro
+    assert _metrics(home) == expected
+    assert json.loads((home / "reports" / "pieces.json").read_text())["pieces"] == pieces
+
+
+def _fake_run(root: Path, training: str, payload: bytes) -> None:
+    """A run-cache entry of `training` and its output object, as DVC lays them out."""
+    md5 = "ab" + "0" * 30
+    obj = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(payload)
+    dataset, model = training.split("-", 1)
+    entry = root / ".dvc" / "cache" / "runs" / "cd" / ("cd" + "1" * 62) / ("ef" + "2" * 62)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(yaml.safe_dump({"cmd": f"python stages/train.py {dataset} {model}",
+                                     "outs": [{"path": f"models/{dataset}/{model}.pt", "md5": md5}]}))
+
+
+def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "MAX_FILE_BYTES", 4096)
+    machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
+    payload = os.urandom(10_000)
+    _fake_run(machine, "drive-unet", payload)
+    (machine / ".skunet-state").mkdir()
+    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
+    out.mkdir()
+    names = L._pack(machine, out, ["drive-unet"], "drive-skunet")
+    assert names == [f"pieces.tar.{i:02d}" for i in range(len(names))] and len(names) >= 3
+    assert all((out / n).stat().st_size <= 4096 for n in names)
+    (out / L.MANIFEST).write_text(json.dumps({"pieces": [], "trainings": {
+        "drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": []},
+        "drive-skunet": {"status": "in progress", "epochs_done": 2, "epoch_seconds": []}}}))
+    home.mkdir()
+    manifest = L.take(out, home)
+    assert (home / ".dvc/cache/files/md5/ab" / ("0" * 30)).read_bytes() == payload
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state"
+    text = L.summary(manifest)
+    assert text.splitlines()[0] == "1 of 6 trainings finished: drive-unet"
+    assert "drive-skunet: in progress (2 epochs done" in text
+    assert "not yet trained: drive-unet_dropblock, chase-unet, chase-unet_dropblock, chase-skunet" in text
+    assert "dvc repro evaluate@drive-unet && dvc repro -s compare" in text
+
+
+def test_pieces_that_are_too_large_for_the_files_a_lease_sends_back_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "MAX_FILE_BYTES", 1024)
+    _fake_run(tmp_path / "machine", "drive-unet", os.urandom(10_000))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SkunetError, match="more than 5 files of"):
+        L._pack(tmp_path / "machine", tmp_path / "out", ["drive-unet"], None)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "src/skunet/evil.py"])
+def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "pieces.tar.00").write_bytes(buffer.getvalue())
+    (tmp_path / "home").mkdir()
+    with pytest.raises(SkunetError, match="is not a piece of a lease; refusing the folder"):
+        L.take(tmp_path / "out", tmp_path / "home")
+    assert list((tmp_path / "home").iterdir()) == []
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_take_needs_the_parts(tmp_path):
+    with pytest.raises(SkunetError, match="no pieces.tar.NN files"):
+        L.take(tmp_path, tmp_path)
