@@ -524,3 +524,14 @@ def test_a_full_disk_in_the_train_stage_is_one_line(tmp_path):
     one_line_error(result, ".skunet-state/drive-unet.pt: File too large", "free disk space")
     assert not (tmp_path / "models").exists()
     assert not list((tmp_path / ".skunet-state").iterdir())
+
+
+def test_a_long_cpu_training_says_up_front_how_long_it_takes(caplog):
+    from skunet.training import warn_if_long
+
+    with caplog.at_level("WARNING"):
+        assert warn_if_long(10.0, 4, 468, 50, "drive/skunet") == pytest.approx(58500.0)
+        assert warn_if_long(1.0, 4, 200, 2, "drive/unet") == pytest.approx(100.0)  # smoke-sized: quiet
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("drive/skunet: at this CPU's 0.40 images/s its 50 epochs take about 16.2 h")
+    assert "skunet smoke --workdir DIR" in line and "in one piece or several" in line

@@ -311,6 +311,23 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 DEADLINE_ENV = "SKUNET_DEADLINE"
+# On the CPU, the rate of a training's first steps says up front how long it will take.
+ESTIMATE_AFTER_STEPS = 3
+LONG_S = 3600.0
+
+
+def warn_if_long(seconds: float, images: int, per_epoch: int, epochs: int, name: str) -> float:
+    """Log how long a training will take at the rate of its first `images`, when over an hour
+    (a paper-profile run on a CPU); returns that estimate in seconds."""
+    estimate = seconds / images * per_epoch * epochs
+    if estimate > LONG_S:
+        log.warning("%s: at this CPU's %.2f images/s its %d epochs take about %.1f h, and the six "
+                    "trainings longer still (two datasets, SKU-Net the slowest): the paper profile is "
+                    "a GPU job (README: Full reproduction on one GPU, in one piece or several); "
+                    "`skunet smoke --workdir DIR` runs the whole pipeline at smoke size in minutes",
+                    name, images / seconds, epochs, estimate / 3600)
+    return estimate
+
 
 
 def deadline_from_env() -> float | None:
@@ -413,13 +430,16 @@ def train(
             step_rows.append(rows)
         bar = tqdm(zip(step_rows, source.batches(step_rows)), total=len(step_rows),
                    desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}", disable=not ddp.main, leave=False)
-        for rows, (x, y) in bar:
+        for step, (rows, (x, y)) in enumerate(bar):
             loss = forward_loss(net, x, y, fast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(rows)  # no host sync per step
             seen += len(rows)
+            if step == ESTIMATE_AFTER_STEPS and epoch == start_epoch and device.type == "cpu" and ddp.main:
+                warn_if_long(time.perf_counter() - t0, seen, len(data.train_idx), cfg.epochs - epoch + 1,
+                             f"{dataset}/{mcfg.name}")
         # validation loss, F1 and whether to stop for the deadline, decided once for all ranks
         val = torch.zeros(3, dtype=torch.float64, device=device)  # NCCL broadcasts device tensors only
         if ddp.main:
