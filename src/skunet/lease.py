@@ -33,7 +33,7 @@ import io
 import json
 import logging
 import os
-import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -85,8 +85,10 @@ def diagnostics() -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)",
         "cuda": torch.version.cuda if cuda else None,
         "driver": _run_text(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 20) if cuda else None,
-        "host": platform.node(),
         **environment(),
+        # what the machine has, for the next wheelhouse (scripts/wheelhouse.sh's HAVE_FILE)
+        "packages": [line for line in (_run_text([sys.executable, "-m", "pip", "freeze"], 60) or "").splitlines()
+                     if re.fullmatch(r"[A-Za-z0-9_.-]+==\S+", line)],  # no editable or local paths
     }
 
 
@@ -94,8 +96,8 @@ def _cuda_checks(root: Path, out: Path, timeout: float) -> dict[str, Any]:
     """The `-k cuda` test cases and a few timed fast-path steps per model at paper size."""
     checks: dict[str, Any] = {}
     tests = _run_logged([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
-                         "tests/test_models.py", "tests/test_training.py"], root, out / "cuda-tests.log", timeout)
-    checks["cuda_tests"] = "passed" if tests == 0 else f"exit {tests} (see cuda-tests.log)"
+                         "tests/test_models.py", "tests/test_training.py"], root, out / "lease.log", timeout)
+    checks["cuda_tests"] = "passed" if tests == 0 else f"exit {tests} (see lease.log)"
     bench = _run_logged([sys.executable, "benchmarks/train_throughput.py", "--dataset", "drive", "--fast-only",
                          "--steps", "3", "--out", str(out / "benchmark-drive.json")], root, out / "lease.log", timeout)
     checks["benchmark"] = "benchmark-drive.json" if bench == 0 else f"exit {bench}"
