@@ -29,6 +29,7 @@ same data (same NumPy and OpenCV): the manifest records who drew it.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -38,15 +39,16 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from skunet.atomic import atomic_dir, read_json
+from skunet.atomic import read_json
 from skunet.config import DATASETS, MODELS
-from skunet.errors import OUT_OF_TIME_STATUS, SkunetError
+from skunet.errors import SkunetError
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,23 @@ def _run_logged(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None
 
 
 # ----------------------------------------------------------------------------- the run cache
+@functools.lru_cache(maxsize=1)
+def _python_on_path() -> dict[str, str]:
+    """dvc.yaml's commands call `python`; a machine with only `python3` gets a wrapper for this
+    interpreter first on the PATH (a wrapper, since a symlink would step out of a virtual
+    environment)."""
+    if shutil.which("python"):
+        return {}
+    folder = Path(tempfile.mkdtemp(prefix="skunet-python-"))
+    wrapper = folder / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def _dvc(root: Path, *args: str, log_path: Path, env: dict[str, str] | None = None) -> int:
     return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, None,
-                       {"DVC_NO_ANALYTICS": "1", **(env or {})})
+                       {"DVC_NO_ANALYTICS": "1", **_python_on_path(), **(env or {})})
 
 
 def _cache_dir(root: Path) -> Path:
@@ -248,6 +264,8 @@ def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, An
 
 
 def _stopped_for_time(log_path: Path, training: str) -> bool:
+    """Whether the train stage said it stopped at the deadline (DVC reports any failed stage with
+    the same exit status, so the stage's own line tells)."""
     dataset, model = training.split("-", 1)
     return f"out of time: {dataset}/{model} stopped after epoch" in log_path.read_text()
 
