@@ -75,8 +75,9 @@ def test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run
     for i in range(12):
         machine = _clone(template, tmp_path / f"machine{i}")
         out = tmp_path / f"out{i}"
-        take = ["--take", str(previous)] if previous else []
-        _run(["skunet", "lease", "--budget", f"{budget:.1f}", "--out", str(out), "--reserve", "0", *take], machine, env)
+        take = [str(previous)] if previous else []
+        # the prepared command a GPU machine runs, with no time kept back for a transfer home
+        _run(["bash", "scripts/lease.sh", f"{budget:.0f}", str(out), *take], machine, {**env, "SKUNET_LEASE_RESERVE": "0"})
         files = sorted(p.name for p in out.iterdir())
         assert len(files) <= L.MAX_FILES and all((out / f).stat().st_size <= L.MAX_FILE_BYTES for f in files)
         manifest = json.loads((out / L.MANIFEST).read_text())
@@ -165,3 +166,14 @@ def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name):
 def test_take_needs_the_parts(tmp_path):
     with pytest.raises(SkunetError, match="no pieces.tar.NN files"):
         L.take(tmp_path, tmp_path)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]"),
+    (["9 min", "out"], "9 min: not a number of seconds; give the time this machine is lent for"),
+])
+def test_the_lease_script_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    result = subprocess.run(["bash", str(Path(L.__file__).parents[2] / "scripts" / "lease.sh"), *args],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip() == message
+    assert list(tmp_path.iterdir()) == []

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p_lease.add_argument("--budget", type=float, required=True, help="seconds this machine is lent for")
     p_lease.add_argument("--out", type=Path, required=True, help="the folder whose files go back (at most 8, 16 MiB each)")
     p_lease.add_argument("--take", type=Path, default=None, help="the folder an earlier lease wrote, if any")
-    p_lease.add_argument("--reserve", type=float, default=None, help=argparse.SUPPRESS)
+    p_lease.add_argument("--reserve", type=float, default=None,
+                         help="seconds kept back from the budget for packing and the transfer home (default 20)")
     p_take = sub.add_parser("take", help="put the pieces a lease brought back into this checkout")
     p_take.add_argument("folder", type=Path, help="the folder the lease wrote (its --out)")
     args = parser.parse_args(argv)
