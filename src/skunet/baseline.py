@@ -22,6 +22,7 @@ smoke workspace and keeps the tolerances, so a re-recording shows in the diff nu
 
 from __future__ import annotations
 
+import importlib
 import math
 import platform
 from pathlib import Path
@@ -35,15 +36,9 @@ from skunet.config import DATASETS, MODELS
 
 # The rounded values the tolerance gate compares (protocol `paper`).
 GATED_METRICS = ("f1", "accuracy", "auc")
-# Libraries whose version can change a smoke run's numbers: training, data drawing and decoding.
-LIBRARIES = {
-    "torch": "torch",
-    "numpy": "numpy",
-    "opencv": "cv2",
-    "albumentations": "albumentations",
-    "scipy": "scipy",
-    "pillow": "PIL",
-}
+# Beside the libraries that draw the augmentations (skunet.data.augment.library_versions), those
+# whose version can change a smoke run's numbers: training, the derived FOV masks, image decoding.
+LIBRARIES = {"torch": "torch", "scipy": "scipy", "pillow": "PIL"}
 
 
 def _cpu_model() -> str:
@@ -59,11 +54,12 @@ def _cpu_model() -> str:
 def environment() -> dict[str, Any]:
     """What a smoke run's numbers depend on besides the code: Python, the libraries above, the
     processor and the number of threads torch uses."""
-    import importlib
-
     import torch
 
-    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    from skunet.data.augment import library_versions
+
+    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           **library_versions()}
     for name, module in LIBRARIES.items():
         env[name] = str(importlib.import_module(module).__version__)
     env["cpu"] = _cpu_model()

@@ -74,8 +74,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def exit_on_error(main: F) -> F:
     """Run `main`; turn a SkunetError into one line on stderr and exit status 2, an OSError (disk
     full, an unwritable location) into one line naming the file and status 2, a training that
-stopped at its deadline (OutOfTime) into one line and status 75, and Ctrl-C (SIGINT)
-    or SIGTERM into one line and status 130 or 143, the shell's codes for them (128 + signal).
+    stopped at its deadline (OutOfTime) into one line and status 75, and Ctrl-C (SIGINT) or
+    SIGTERM into one line and status 130 or 143, the shell's codes for them (128 + signal).
     Outputs are written to a temporary name and moved into place, so a stage stopped any of these
     ways leaves none half-written."""
 

@@ -221,7 +221,8 @@ def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | Non
 
 def take(folder: Path, root: Path) -> dict[str, Any]:
     """Put the pieces a lease brought back (`folder`) into the checkout at `root`: run-cache entries
-    and objects into .dvc/cache, a resume state into .skunet-state; returns the manifest."""
+    and objects into .dvc/cache, a resume state into .skunet-state; returns the manifest (the
+    next lease's starting point, or, at home, :func:`keep_manifest`'s)."""
     manifest = _read_manifest(folder)
     parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
     if not parts:
@@ -239,10 +240,15 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     for training, entry in manifest["trainings"].items():
         if entry.get("status") == "finished":
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
-    target = root / "reports" / MANIFEST.replace("manifest", "pieces")
+    return manifest
+
+
+def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
+    """The manifest of the pieces taken home, as reports/pieces.json, to commit with the results."""
+    target = root / "reports" / "pieces.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return target
 
 
 # ------------------------------------------------------------------------------- the lease

@@ -329,7 +329,6 @@ def warn_if_long(seconds: float, images: int, per_epoch: int, epochs: int, name:
     return estimate
 
 
-
 def deadline_from_env() -> float | None:
     """The deadline a time-boxed machine gives its trainings: SKUNET_DEADLINE, seconds since the
     epoch (`date -d '+50 min' +%s`); None when unset."""
