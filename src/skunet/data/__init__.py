@@ -1,0 +1,1 @@
+"""The data stages' library: archives and sources, the raw layout, resize, augmentations."""
