@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, fake_raw, one_line_error, run_stage, write_params
-from skunet.errors import os_error_line
+from skunet.errors import Terminated, os_error_line
 from test_training import make_data
 
 RESIZE_32 = {"resize": {"drive": {"input_size": 32}}}
@@ -88,3 +88,37 @@ def test_ctrl_c_or_sigterm_stops_a_stage_with_one_line(tmp_path, signum, status,
     assert stderr.strip().splitlines()[-1].startswith(line)
     assert state.exists() and not (tmp_path / "models" / "drive" / "unet.pt").exists()
     assert _leftovers(tmp_path) == []
+
+
+
+@pytest.mark.parametrize(("stop", "status", "line"), [
+    (KeyboardInterrupt, 130, "interrupted: run the same command again"),
+    (Terminated, 143, "terminated (SIGTERM): run the same command again"),
+])
+def test_a_stop_while_a_progress_bar_is_drawn_gets_a_line_of_its_own(tmp_path, monkeypatch, capsys,
+                                                                     stop, status, line):
+    """Ctrl-C or SIGTERM landing after an epoch's bar is drawn (a bar has no newline of its own)
+    and before its first step, the window CI once hit: the bar is cleared first, so the stop's
+    line is a line of its own, not the bar's tail."""
+    from tqdm import tqdm
+
+    from skunet import training
+    from skunet.errors import exit_on_error
+    from skunet.models import ModelConfig
+    from test_training import CFG
+
+    class StoppedBeforeTheFirstStep(tqdm):
+        def __iter__(self):
+            raise stop
+
+    monkeypatch.setattr(training, "tqdm", StoppedBeforeTheFirstStep)
+    data = make_data(tmp_path / "data")
+    mcfg = ModelConfig(name="unet", base_width=4, depth=2)
+    main = exit_on_error(lambda: training.train(mcfg, CFG, "drive", data, tmp_path / "model.pt",
+                                                tmp_path / "log.csv", tmp_path / "state.pt"))
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == status
+    stderr = capsys.readouterr().err
+    assert "epoch 1/3" in stderr  # the bar was drawn
+    assert stderr.strip().splitlines()[-1].startswith(line), repr(stderr[-300:])

@@ -27,10 +27,11 @@ def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, ba
     """Vessel probabilities (M, S, S) float32 for uint8 images (M, S, S, 3)."""
     model.eval()
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", leave=False):
-        x = torch.from_numpy(images[start : start + batch_size]).to(device)
-        x = x.permute(0, 3, 1, 2).float().div_(255)
-        out.append(torch.sigmoid(model(x).float())[:, 0].cpu().numpy())
+    with tqdm(range(0, len(images), batch_size), desc="predict", leave=False) as bar:
+        for start in bar:
+            x = torch.from_numpy(images[start : start + batch_size]).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255)
+            out.append(torch.sigmoid(model(x).float())[:, 0].cpu().numpy())
     return np.concatenate(out)
 
 

@@ -427,18 +427,20 @@ def train(
             if len(rows) < 2:  # a short last batch may leave a rank with too few rows
                 rows = data.train_idx[step][:2]
             step_rows.append(rows)
-        bar = tqdm(zip(step_rows, source.batches(step_rows)), total=len(step_rows),
-                   desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}", disable=not ddp.main, leave=False)
-        for step, (rows, (x, y)) in enumerate(bar):
-            loss = forward_loss(net, x, y, fast)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(rows)  # no host sync per step
-            seen += len(rows)
-            if step == ESTIMATE_AFTER_STEPS and epoch == start_epoch and device.type == "cpu" and ddp.main:
-                warn_if_long(time.perf_counter() - t0, seen, len(data.train_idx), cfg.epochs - epoch + 1,
-                             f"{dataset}/{mcfg.name}")
+        # closed (its line cleared) however the epoch ends, so a stop message starts its own line
+        with tqdm(zip(step_rows, source.batches(step_rows)), total=len(step_rows),
+                  desc=f"{dataset}/{mcfg.name} epoch {epoch}/{cfg.epochs}", disable=not ddp.main,
+                  leave=False) as bar:
+            for step, (rows, (x, y)) in enumerate(bar):
+                loss = forward_loss(net, x, y, fast)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(rows)  # no host sync per step
+                seen += len(rows)
+                if step == ESTIMATE_AFTER_STEPS and epoch == start_epoch and device.type == "cpu" and ddp.main:
+                    warn_if_long(time.perf_counter() - t0, seen, len(data.train_idx), cfg.epochs - epoch + 1,
+                                 f"{dataset}/{mcfg.name}")
         # validation loss, F1 and whether to stop for the deadline, decided once for all ranks
         val = torch.zeros(3, dtype=torch.float64, device=device)  # NCCL broadcasts device tensors only
         if ddp.main:
