@@ -14,12 +14,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import argparse
+import functools
 
 import torch.distributed as dist
 
 from skunet.config import check_dataset, check_model, load_params
 from skunet.errors import exit_on_error
-from skunet.training import deadline_from_env, model_config, train, train_config
+from skunet.training import deadline_from_env, model_config, six_trainings_factor, train, train_config
 
 
 @exit_on_error
@@ -40,6 +41,8 @@ def main() -> None:
         log_csv=Path("plots/train") / dataset / f"{model}.csv",
         state_path=Path(".skunet-state") / f"{dataset}-{model}.pt",
         deadline=deadline_from_env(),
+        # the other trainings' params weigh an estimate in a log line only, never an output
+        six_trainings=functools.partial(six_trainings_factor, params, dataset, model),
     )
     if dist.is_initialized():  # launched by torchrun
         dist.destroy_process_group()

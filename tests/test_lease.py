@@ -177,3 +177,44 @@ def test_the_lease_script_refuses_bad_arguments_in_one_line(tmp_path, args, mess
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip() == message
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_training_on_data_drawn_elsewhere_is_taken_with_its_own_lock_entry(tmp_path, mirror):
+    """Another NumPy or OpenCV on the lease machine draws other augmentations (simulated here by
+    another rotation range there): the run cache cannot restore that training at home, so `take`
+    writes the training machine's lock entry, puts its model in place, says so, and `dvc repro -s
+    evaluate@...` gives the lease machine's own metrics, while `dvc status` says the data differ."""
+    env = {"SKUNET_DATA_MIRROR": str(mirror)}
+    template = project_copy(tmp_path / "template")
+    params = deep_merge(yaml.safe_load((template / "params.yaml").read_text()), TINY)
+    (template / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile"], cwd=template, check=True)
+
+    machine = _clone(template, tmp_path / "machine")
+    rotate = next(t for t in params["augment"]["transforms"] if t["type"] == "Rotate")
+    rotate["args"]["limit"] = [-10, 10]
+    (machine / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro", "train@drive-unet"], machine, env)
+    _run(["dvc", "repro", "-s", "evaluate@drive-unet"], machine, env)
+    out = tmp_path / "out"
+    out.mkdir()
+    L._pack(machine, out, ["drive-unet"], None)
+    (out / L.MANIFEST).write_text(json.dumps({
+        "pieces": [{"device": "GPU X", "numpy": "9.9", "opencv": "9.8", "albumentations": "9.7"}],
+        "trainings": {"drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": [],
+                                     "device": "GPU X"}}}))
+
+    home = _clone(template, tmp_path / "home")
+    summary = _run(["skunet", "take", str(out)], home, env).stdout
+    assert ("drive-unet: trained on data drawn with numpy 9.9, opencv 9.8, albumentations 9.7 on GPU X,"
+            " not the data this checkout draws") in summary
+    assert "`dvc repro -s evaluate@drive-unet compare`" in summary
+    assert (home / "models/drive/unet.pt").read_bytes() == (machine / "models/drive/unet.pt").read_bytes()
+    lock = lambda root: yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert lock(home)["train@drive-unet"] == lock(machine)["train@drive-unet"]
+    assert lock(home)["augment@drive"]["outs"] != lock(machine)["augment@drive"]["outs"]
+    _run(["dvc", "repro", "-s", "evaluate@drive-unet"], home, env)
+    assert _metrics(home) == _metrics(machine)
+    status = _run(["dvc", "status", "train@drive-unet"], home, env).stdout
+    assert "modified:" in status and "data/augmented/drive" in status

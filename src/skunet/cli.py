@@ -224,8 +224,9 @@ def lease_or_take(args: argparse.Namespace) -> int:
               + f" ({piece['wall_s']:.0f} s); bring back its files and run `skunet take {args.out}`")
         return 0
     manifest = lease.take(args.folder, root)
+    how = lease.adopt(root, manifest)
     lease.keep_manifest(root, manifest)
-    print(lease.summary(manifest))
+    print(lease.summary(manifest, how))
     return 0
 
 

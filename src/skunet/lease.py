@@ -243,6 +243,57 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     return manifest
 
 
+def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
+    """The md5 of the augmented data a training's run-cache (or lock) entry was trained on."""
+    return next((dep.get("md5") for dep in entry.get("deps", []) if dep["path"] == f"data/augmented/{dataset}"), None)
+
+
+def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """At home, after :func:`take`: draw this checkout's data (``dvc repro augment@...``) and, for
+    each finished training, see whether it was trained on the same data. Where it was, ``dvc
+    repro`` restores it from the run cache. Where it was not (another NumPy or OpenCV drew other
+    augmentations), the training machine's lock entry goes into dvc.lock and its outputs are put
+    in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
+    while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache" or "other
+    data"."""
+    from skunet.training import dvc_data_md5
+
+    runs = _training_runs(root)
+    finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]
+    datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
+    if not datasets:
+        return {}
+    env = {"DVC_NO_ANALYTICS": "1", **_python_on_path()}
+    code = subprocess.run([sys.executable, "-m", "dvc", "repro", *(f"augment@{d}" for d in datasets)],
+                          cwd=root, env={**os.environ, **env}).returncode
+    if code != 0:
+        raise SkunetError(f"dvc repro {' '.join(f'augment@{d}' for d in datasets)} failed (exit {code}); the"
+                          " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
+    lock_path = root / "dvc.lock"
+    lock = yaml.safe_load(lock_path.read_text())
+    how: dict[str, str] = {}
+    for training in finished:
+        dataset = training.split("-", 1)[0]
+        entry = yaml.safe_load(runs[training][-1].read_text())
+        if _data_dep(entry, dataset) == dvc_data_md5(dataset, lock_path):
+            how[training] = "run cache"
+            continue
+        how[training] = "other data"
+        lock["stages"][f"train@{training}"] = {k: entry[k] for k in ("cmd", "deps", "params", "outs") if k in entry}
+        cache = _cache_dir(root) / "files" / "md5"
+        for out in entry["outs"]:
+            target = root / out["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(cache / out["md5"][:2] / out["md5"][2:], tmp)
+            tmp.replace(target)
+    if "other data" in how.values():
+        tmp = lock_path.with_name(".dvc.lock.tmp")
+        tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
+        tmp.replace(lock_path)
+    return how
+
+
 def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """The manifest of the pieces taken home, as reports/pieces.json, to commit with the results."""
     target = root / "reports" / "pieces.json"
@@ -345,11 +396,24 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(out / MANIFEST)
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """What a checkout has after `skunet take`, and the commands that go on from there."""
-    trainings = manifest["trainings"]
+def _drawn_by(manifest: dict[str, Any], training: str) -> str:
+    """The versions that drew a training's data: those of the first piece on its device."""
+    device = manifest["trainings"][training].get("device")
+    piece = next((p for p in manifest["pieces"] if p.get("device") == device), {})
+    return ", ".join(f"{k} {piece[k]}" for k in ("numpy", "opencv", "albumentations") if k in piece) or "unknown versions"
+
+
+def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
+    """What a checkout has after `skunet take`, and the commands that go on from there; `how`
+    is :func:`adopt`'s answer (the home side), None on a lease machine."""
+    trainings, how = manifest["trainings"], how or {}
     finished = [t for t in ORDER if trainings.get(t, {}).get("status") == "finished"]
     lines = [f"{len(finished)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"]
+    other = [t for t in finished if how.get(t) == "other data"]
+    for training in other:
+        lines.append(f"{training}: trained on data drawn with {_drawn_by(manifest, training)} on"
+                     f" {trainings[training].get('device', 'another machine')}, not the data this checkout draws;"
+                     " its lock entry and model are the training machine's, and `dvc status` says its data differ")
     for training in ORDER:
         entry = trainings.get(training)
         if entry and entry["status"] != "finished":
@@ -358,7 +422,12 @@ def summary(manifest: dict[str, Any]) -> str:
     missing = [t for t in ORDER if t not in trainings]
     if missing:
         lines.append(f"not yet trained: {', '.join(missing)}")
-    if len(finished) == len(ORDER):
+    if other:
+        same = [t for t in finished if t not in other]
+        first = f"dvc repro {' '.join(f'evaluate@{t}' for t in same)} && " if same else ""
+        lines.append(f"next: `{first}dvc repro -s {' '.join(f'evaluate@{t}' for t in other)} compare` evaluates"
+                     " the finished models here (a plain `dvc repro` would train those on other data again)")
+    elif len(finished) == len(ORDER):
         lines.append("next: `dvc repro` takes the six trainings from the run cache and evaluates them here")
     elif finished:
         lines.append("next: `dvc repro " + " ".join(f"evaluate@{t}" for t in finished)

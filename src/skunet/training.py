@@ -28,7 +28,7 @@ import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -316,16 +316,41 @@ ESTIMATE_AFTER_STEPS = 3
 LONG_S = 3600.0
 
 
-def warn_if_long(seconds: float, images: int, per_epoch: int, epochs: int, name: str) -> float:
+def step_flops(mcfg: ModelConfig, size: int) -> float:
+    """FLOPs of one image's training step (forward and backward) at `size` px, counted on the meta
+    device (torch.utils.flop_counter's formulas, nothing computed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net, x = build_model(mcfg), torch.empty(2, 3, size, size)  # SK attention's BatchNorm needs 2
+    net.train()
+    with FlopCounterMode(display=False) as counter:
+        net(x).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def six_trainings_factor(params: dict[str, Any], dataset: str, model: str) -> float:
+    """How many times this training's work the six trainings are, by FLOPs per training step.
+    Both datasets train on 20 source images with the same augmentations (data.raw's splits), so
+    an epoch has as many images in each and the FLOPs per image weigh the trainings."""
+    def flops(d: str, m: str) -> float:
+        return step_flops(model_config(params, d, m), params["resize"][d]["input_size"])
+
+    return sum(flops(d, m) for d in DATASETS for m in MODELS) / flops(dataset, model)
+
+
+def warn_if_long(seconds: float, images: int, per_epoch: int, epochs: int, name: str,
+                 six: Callable[[], float] | None = None) -> float:
     """Log how long a training will take at the rate of its first `images`, when over an hour
-    (a paper-profile run on a CPU); returns that estimate in seconds."""
+    (a paper-profile run on a CPU), and, given `six` (:func:`six_trainings_factor`, called only
+    then), how long the six trainings take at that rate; returns this training's estimate in s."""
     estimate = seconds / images * per_epoch * epochs
     if estimate > LONG_S:
-        log.warning("%s: at this CPU's %.2f images/s its %d epochs take about %.1f h, and the six "
-                    "trainings longer still (two datasets, SKU-Net the slowest): the paper profile is "
-                    "a GPU job (README: Full reproduction on one GPU, in one piece or several); "
-                    "`skunet smoke --workdir DIR` runs the whole pipeline at smoke size in minutes",
-                    name, images / seconds, epochs, estimate / 3600)
+        whole = f"the six trainings about {estimate * six() / 3600:.0f} h" if six else "the six longer still"
+        log.warning("%s: at this CPU's %.2f images/s its %d epochs take about %.1f h and %s (counted by"
+                    " FLOPs per step): the paper profile is a GPU job (README: Full reproduction on one GPU,"
+                    " in one piece or several); `skunet smoke --workdir DIR` runs the whole pipeline at"
+                    " smoke size in minutes", name, images / seconds, epochs, estimate / 3600, whole)
     return estimate
 
 
@@ -354,6 +379,7 @@ def train(
     stop_after_epoch: int | None = None,
     fast: bool | None = None,
     deadline: float | None = None,
+    six_trainings: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Train one model; write the best checkpoint and the per-epoch log. Returns a summary.
 
@@ -362,6 +388,8 @@ def train(
     `deadline` (seconds since the epoch, as `time.time()`) stops the training at the end of the
     last epoch after which the next one, as long as the longest so far, would not end in time:
     it raises OutOfTime with the resume state saved, and the same call goes on from there.
+    `six_trainings` (:func:`six_trainings_factor`) lets a long CPU training's first estimate say
+    how long the six paper trainings take at the rate it measured.
     `fast` overrides the path (default: the fast path on CUDA when `cfg.fast_path`); forcing it
     on the CPU runs the fast path's code there, which is how the tests cover it without a GPU.
     """
@@ -440,7 +468,7 @@ def train(
                 seen += len(rows)
                 if step == ESTIMATE_AFTER_STEPS and epoch == start_epoch and device.type == "cpu" and ddp.main:
                     warn_if_long(time.perf_counter() - t0, seen, len(data.train_idx), cfg.epochs - epoch + 1,
-                                 f"{dataset}/{mcfg.name}")
+                                 f"{dataset}/{mcfg.name}", six_trainings)
         # validation loss, F1 and whether to stop for the deadline, decided once for all ranks
         val = torch.zeros(3, dtype=torch.float64, device=device)  # NCCL broadcasts device tensors only
         if ddp.main:
