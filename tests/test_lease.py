@@ -218,3 +218,19 @@ def test_a_training_on_data_drawn_elsewhere_is_taken_with_its_own_lock_entry(tmp
     assert _metrics(home) == _metrics(machine)
     status = _run(["dvc", "status", "train@drive-unet"], home, env).stdout
     assert "modified:" in status and "data/augmented/drive" in status
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    ([], {}, "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]"),
+    (["3.12", "nothere.txt"], {}, "nothere.txt: no such file; give the GPU machine's package list (pip freeze there)"),
+    (["3.12", "have.txt"], {"SKUNET_DATA_MIRROR": "empty"},
+     "SKUNET_DATA_MIRROR=empty: needs DRIVE.zip and CHASEDB1.zip; set it to the folder that holds them"),
+])
+def test_the_lease_tree_script_refuses_bad_arguments_in_one_line(tmp_path, args, env, message):
+    (tmp_path / "have.txt").write_text("numpy==2.5.2\n")
+    (tmp_path / "empty").mkdir()
+    script = Path(L.__file__).parents[2] / "scripts" / "lease_tree.sh"
+    result = subprocess.run(["bash", str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "SKUNET_DATA_MIRROR": "", **env})
+    assert result.returncode == 2 and result.stderr.strip() == message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "have.txt"]
