@@ -82,6 +82,7 @@ def test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run
         assert len(files) <= L.MAX_FILES and all((out / f).stat().st_size <= L.MAX_FILE_BYTES for f in files)
         manifest = json.loads((out / L.MANIFEST).read_text())
         pieces.append(manifest["pieces"][-1])
+        assert all(entry["peak_mib"] > 0 for entry in manifest["trainings"].values())
         previous = out
         if len(manifest["pieces"][-1]["finished"]) == len(L.ORDER):
             break

@@ -129,6 +129,12 @@ def test_training_summaries_read_the_checkpoints_and_the_logs(tmp_path):
     assert row["best_val_f1"] == log[payload["epoch"] - 1]["val_f1"]
     assert row["seconds"] == sum(r["seconds"] for r in log) > 0
     assert row["device"].startswith("CPU") and row["log"] == log
+    # each epoch records the process's peak memory so far (the CPU: its peak resident set)
+    peaks = [r["peak_mib"] for r in log]
+    assert peaks == sorted(peaks) and peaks[0] > 10
+    old = "\n".join(",".join(line.split(",")[:-1]) for line in log_csv.read_text().splitlines()) + "\n"
+    log_csv.write_text(old)  # a log from before peak memory was recorded still reads
+    assert read_log(log_csv) == [{k: v for k, v in r.items() if k != "peak_mib"} for r in log]
     (no_log,) = training_summaries(tmp_path / "models", tmp_path / "none")
     assert no_log["epochs"] == 0 and no_log["seconds"] is None and no_log["best_val_f1"] is None
     log_csv.write_text("epoch,train_loss\n1,0.5\n")

@@ -19,7 +19,7 @@ brought back):
 4. packs everything another machine needs to go on into at most 8 files of at most 16 MiB: the
    finished trainings as DVC run-cache entries with their outputs (what `dvc repro` restores
    instead of training again), the resume state of a training in progress, and the manifest
-   (what finished, what is in progress, epoch times, device, versions).
+   (what finished, what is in progress, epoch times, peak memory, device, versions).
 
 ``skunet take`` puts those into a checkout's DVC cache and ``.skunet-state/``; ``dvc repro`` then
 takes each finished training from the run cache and evaluates it there, and the next lease goes on
@@ -170,18 +170,29 @@ def _state_path(root: Path, training: str) -> Path:
     return root / ".skunet-state" / f"{training}.pt"
 
 
-def _epoch_seconds(root: Path, training: str) -> list[float]:
-    """Seconds per epoch of a training, from its log (finished) or its resume state (in progress)."""
+def _history(root: Path, training: str) -> list[dict[str, float]]:
+    """A training's epochs, from its log (finished) or its resume state (in progress)."""
     from skunet.training import read_log, read_resume_state
 
     dataset, model = training.split("-", 1)
     log_csv = root / "plots" / "train" / dataset / f"{model}.csv"
     state = read_resume_state(_state_path(root, training))
     if state is not None:
-        return [float(row["seconds"]) for row in state["history"]]
+        return state["history"]
     if log_csv.is_file():
-        return [row["seconds"] for row in read_log(log_csv)]
+        return read_log(log_csv)
     return []
+
+
+def _epoch_seconds(root: Path, training: str) -> list[float]:
+    """Seconds per epoch of a training."""
+    return [float(row["seconds"]) for row in _history(root, training)]
+
+
+def _peak_mib(root: Path, training: str) -> float | None:
+    """The peak memory a training's epochs recorded, MiB (None for a log without it)."""
+    peaks = [float(row["peak_mib"]) for row in _history(root, training) if "peak_mib" in row]
+    return max(peaks) if peaks else None
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -379,7 +390,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             status = f"failed (dvc repro exit {code}; see lease.log)"
         seconds = _epoch_seconds(root, training)
         manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
-                                           "device": piece["device"]}
+                                           "peak_mib": _peak_mib(root, training), "device": piece["device"]}
         log.info("%s: %s after %d epochs (%.0f s)", training, status, len(seconds), stage_s[training])
         if status != "finished":
             break

@@ -44,7 +44,9 @@ from skunet.models import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "lr", "seconds")
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "lr", "seconds", "peak_mib")
+# logs written before peak memory was recorded lack it
+OPTIONAL_LOG_FIELDS = ("peak_mib",)
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,7 @@ def train(
             "val_f1": val_f1,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
+            "peak_mib": peak_memory_mib(device),
         }
         history.append(row)
         if val_loss < best["val_loss"]:
@@ -627,11 +630,22 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     return model.to(device), payload
 
 
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process so far, MiB: on CUDA the most the caching allocator held for
+    tensors, elsewhere the peak resident set."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, 1)  # KiB on Linux
+
+
 def read_log(path: Path) -> list[dict[str, float]]:
     """The rows of a per-epoch training log (`LOG_FIELDS`), as numbers."""
     with path.open(newline="") as fh:
         try:
-            return [{key: float(row[key]) for key in LOG_FIELDS} for row in csv.DictReader(fh)]
+            return [{key: float(row[key]) for key in LOG_FIELDS if key in row or key not in OPTIONAL_LOG_FIELDS}
+                    for row in csv.DictReader(fh)]
         except (KeyError, TypeError, ValueError):
             raise SkunetError(f"{path}: not a training log with columns {', '.join(LOG_FIELDS)}; "
                               "re-run its train stage") from None
