@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
-# The paper's Tables 3 and 4 typed from PAPER.md, independently of published/paper.yaml, and the
-# default tolerances: the reference the compare and report tests work against.
+# The paper's Tables 3 and 4 as docs/paper.md quotes them, typed here independently of
+# published/paper.yaml, and the default tolerances: the reference the compare and report tests
+# work against.
 TOL = {"f1": 0.02, "accuracy": 0.005, "auc": 0.01}
 REFERENCE = {
     "drive": {

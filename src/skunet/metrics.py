@@ -3,7 +3,7 @@
 Written to read like :mod:`sklearn.metrics` and tested against it. Labels and predictions are
 binary arrays of any shape (bool or 0/1); scores are vessel probabilities (any real dtype).
 
-Two evaluation protocols are reported side by side (see PAPER.md, "How the lineage evaluates"):
+Two evaluation protocols are reported side by side (see docs/paper.md, "Evaluation protocols"):
 
 * ``paper``: every pixel of every test image, background outside the field of view included, as in
   the SA-UNet lineage's code. SKU-Net's published numbers fit this protocol.
@@ -75,7 +75,7 @@ def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
     t = _binary(y_true, "y_true").ravel()
     p = _binary(y_pred, "y_pred").ravel()
     _same_shape(t, p, "y_true and y_pred")
-    # index 0 = tn, 1 = fp, 2 = fn, 3 = tp
+    # Sec. IV.2: the pixel counts TP, FP, FN, TN; index 0 = tn, 1 = fp, 2 = fn, 3 = tp
     tn, fp, fn, tp = np.bincount(2 * t.astype(np.uint8) + p, minlength=4).tolist()
     return {"tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn)}
 
@@ -110,8 +110,8 @@ def scores_from_counts(counts: dict[str, int]) -> dict[str, float]:
     mcc_den = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
     mcc = (tp * tn - fp * fn) / math.sqrt(mcc_den) if mcc_den else 0.0
     return {
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),  # Eq. 10: F1 = 2 TP / (2 TP + FP + FN)
+        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),  # Eq. 9: (TP + TN) / all
         "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
         "precision": _ratio(tp, tp + fp),
@@ -160,7 +160,7 @@ def roc_auc(y_true: Any, scores: Any) -> float:
     # int64 sums are exact (at most n_pos * n_neg < 2**63 for any image set)
     wins = int(below.sum(dtype=np.int64))
     ties = int(below_or_tied.sum(dtype=np.int64)) - wins
-    return (wins + 0.5 * ties) / (pos.size * neg.size)
+    return (wins + 0.5 * ties) / (pos.size * neg.size)  # Sec. IV.2: ROC AUC
 
 
 def _thinned(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:

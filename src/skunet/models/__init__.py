@@ -38,7 +38,7 @@ MODEL_NAMES = ("unet", "unet_dropblock", "skunet")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that shapes a network; defaults are the values PAPER.md settles on.
+    """Everything that shapes a network; defaults are the values docs/paper.md settles on.
 
     Fields a model does not use are ignored (keep_prob by `unet`, the sk_* fields by all but
     `skunet`) but still validated. Lists (as YAML gives them) are accepted for the pairs.

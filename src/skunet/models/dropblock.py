@@ -2,7 +2,7 @@
 
 Ghiasi G., Lin T.-Y., Le Q. V., "DropBlock: A regularization method for convolutional networks",
 NeurIPS 2018, https://arxiv.org/abs/1810.12890 (Algorithm 1 and Eq. 1). SKU-Net puts it after every
-convolution, before BatchNorm (PAPER.md, models 2 and 3).
+convolution, before BatchNorm (docs/paper.md, "The three models": models 2 and 3).
 
 Departures from Ghiasi et al.:
 - no linear keep_prob schedule over training: the SKU-Net paper names a fixed keep rate.

@@ -5,7 +5,8 @@ https://arxiv.org/abs/1903.06586 (Sec. 3.1: Split, Fuse, Select). The split atte
 ("Fuse" and "Select") is its own module, `SelectiveKernelAttention`, beside the block that owns
 the convolution branches, `SelectiveKernelBlock`.
 
-Departures from the paper (its kernel sizes, r and L were lost in extraction; see PAPER.md):
+Departures from the paper (its kernel sizes, r and L were lost in extraction; see docs/paper.md,
+"Lost values"):
 - branch kernels 3x3 and 3x3 with dilation 2 by default (SKNet's 5x5 -> 3x3 + dilation 2).
 - first convolution 3x3 by default (SKNet's bottleneck would use 1x1); configurable.
 - r = 16, L = 32 by default (SKNet's values).
@@ -40,12 +41,12 @@ class SelectiveKernelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, min_dim: int = 32) -> None:
         super().__init__()
-        dim = max(channels // reduction, min_dim)
-        self.fc = nn.Linear(channels, dim, bias=False)  # W
-        self.bn = nn.BatchNorm1d(dim)
+        dim = max(channels // reduction, min_dim)  # Eq. 5: d = max(C / r, L)
+        self.fc = nn.Linear(channels, dim, bias=False)  # W of Eq. 4
+        self.bn = nn.BatchNorm1d(dim)  # BN of Eq. 4
         self.act = nn.ReLU(inplace=True)
-        self.head_a = nn.Linear(dim, channels, bias=False)  # A
-        self.head_b = nn.Linear(dim, channels, bias=False)  # B
+        self.head_a = nn.Linear(dim, channels, bias=False)  # A of Eq. 6
+        self.head_b = nn.Linear(dim, channels, bias=False)  # B of Eq. 6
 
     def forward(self, u1: Tensor, u2: Tensor) -> Tensor:
         """Return the branch weights, shape (N, 2, C, 1, 1): `[:, 0]` is a, `[:, 1]` is b."""
@@ -54,10 +55,11 @@ class SelectiveKernelAttention(nn.Module):
                 "SelectiveKernelAttention needs a batch of at least 2 in training mode: "
                 "the BatchNorm of z = ReLU(BN(W s)) normalises over the batch"
             )
-        s = (u1 + u2).mean(dim=(2, 3))
-        z = self.act(self.bn(self.fc(s)))
-        logits = torch.stack((self.head_a(z), self.head_b(z)), dim=1)
-        # softmax in float32 so that a + b = 1 holds to float32 precision under bf16 autocast
+        s = (u1 + u2).mean(dim=(2, 3))  # Eq. 2: U = U1 + U2; Eq. 3: s = GAP(U)
+        z = self.act(self.bn(self.fc(s)))  # Eq. 4: z = ReLU(BN(W s))
+        logits = torch.stack((self.head_a(z), self.head_b(z)), dim=1)  # Eq. 6: A z, B z
+        # Eq. 6: a, b = softmax of (A z, B z) across the two branches, per channel; computed
+        # in float32 so that a + b = 1 holds to float32 precision under bf16 autocast
         weights = logits.float().softmax(dim=1).to(dtype=u1.dtype)
         return weights[..., None, None]
 
@@ -94,6 +96,7 @@ class SelectiveKernelBlock(nn.Module):
     ) -> None:
         super().__init__()
         drop = dict(block_size=block_size, keep_prob=keep_prob)
+        # the three convolutions of Eq. 1: X' = conv_first(X), U1 = branch_a(X'), U2 = branch_b(X')
         self.conv_first = ConvDropBlockBNReLU(channels, channels, first_kernel, 1, **drop)
         self.branch_a = ConvDropBlockBNReLU(channels, channels, kernels[0], dilations[0], **drop)
         self.branch_b = ConvDropBlockBNReLU(channels, channels, kernels[1], dilations[1], **drop)
@@ -101,9 +104,9 @@ class SelectiveKernelBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        x_prime = self.conv_first(x)
-        u1 = self.branch_a(x_prime)
-        u2 = self.branch_b(x_prime)
-        weights = self.attn(u1, u2)
-        v = weights[:, 0] * u1 + weights[:, 1] * u2
-        return self.act(v + x)
+        x_prime = self.conv_first(x)  # Eq. 1: X'
+        u1 = self.branch_a(x_prime)  # Eq. 1: U1
+        u2 = self.branch_b(x_prime)  # Eq. 1: U2
+        weights = self.attn(u1, u2)  # Eqs. 2-6: (a, b)
+        v = weights[:, 0] * u1 + weights[:, 1] * u2  # Eq. 7: V = a * U1 + b * U2
+        return self.act(v + x)  # Eq. 8: Y = ReLU(V + X)

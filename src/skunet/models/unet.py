@@ -12,7 +12,8 @@ Departures from the paper:
   is the same loss and stays numerically stable under bf16 autocast.
 - inputs of any size are zero-padded (bottom and right) to a multiple of 2**(depth - 1) and the
   output is cropped back; the paper's inputs (592, 1008) need no padding at depth 4.
-- base width 16 and depth 4 are not stated (lost); they follow SA-UNet / SD-Unet (PAPER.md).
+- base width 16 and depth 4 are not stated (lost); they follow SA-UNet / SD-Unet (docs/paper.md,
+  "Lost values").
 - weights are He-normal initialised (Ronneberger et al. Sec. 3: Gaussian, std sqrt(2/N); Keras
   lineage: he_normal), not PyTorch's default, under which a U-Net without BatchNorm barely trains.
 - the output bias starts at the logit of the vessel prior (Lin et al. 2017, "Focal Loss", Sec. 4.1:
