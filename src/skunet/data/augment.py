@@ -1,8 +1,8 @@
 """Offline augmentation: the paper's 25 albumentations transforms applied to every training image.
 
-SKU-Net ("Augmentation" in PAPER.md) names 21 transforms on the RGB image, a grey-scale conversion
-and 3 transforms on the grey image; it gives no magnitudes, so every argument lives in
-`params.yaml` (`augment.transforms`), one entry per augmentation, in order:
+SKU-Net (docs/paper.md, "Augmentation (Table 1)") names 21 transforms on the RGB image, a
+grey-scale conversion and 3 transforms on the grey image; it gives no magnitudes, so every
+argument lives in `params.yaml` (`augment.transforms`), one entry per augmentation, in order:
 
     {name: snake_case, type: AlbumentationsClass, args: {...}}            # one transform
     {..., crop_fraction: 0.8, resize_back: {interpolation: 1, ...}}        # crop, then Resize to S
