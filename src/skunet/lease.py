@@ -46,7 +46,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from skunet.atomic import read_json
+from skunet.atomic import atomic_file, read_json
 from skunet.config import DATASETS, MODELS
 from skunet.errors import SkunetError
 
@@ -106,9 +106,12 @@ def _cuda_checks(root: Path, out: Path, timeout: float) -> dict[str, Any]:
     return checks
 
 
-def _run_logged(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None,
+def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float | None,
                 env: dict[str, str] | None = None) -> int:
-    """Run `cmd`, its output appended to `log_path`; the exit status (124 past `timeout`)."""
+    """Run `cmd`, its output appended to `log_path` (None: to this terminal); the exit status
+    (124 past `timeout`)."""
+    if log_path is None:
+        return subprocess.run(cmd, cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})}).returncode
     with log_path.open("a") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
@@ -135,7 +138,7 @@ def _python_on_path() -> dict[str, str]:
     return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def _dvc(root: Path, *args: str, log_path: Path, env: dict[str, str] | None = None) -> int:
+def _dvc(root: Path, *args: str, log_path: Path | None, env: dict[str, str] | None = None) -> int:
     return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, None,
                        {"DVC_NO_ANALYTICS": "1", **_python_on_path(), **(env or {})})
 
@@ -158,11 +161,14 @@ def _training_runs(root: Path) -> dict[str, list[Path]]:
     return runs
 
 
+def _object(root: Path, md5: str) -> Path:
+    """Where DVC's cache keeps the file of hash `md5`."""
+    return _cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
+
+
 def _objects(root: Path, entry: Path) -> list[Path]:
     """The cache objects of a run-cache entry's outputs."""
-    outs = yaml.safe_load(entry.read_text()).get("outs", [])
-    cache = _cache_dir(root) / "files" / "md5"
-    return [cache / out["md5"][:2] / out["md5"][2:] for out in outs]
+    return [_object(root, out["md5"]) for out in yaml.safe_load(entry.read_text()).get("outs", [])]
 
 
 # ------------------------------------------------------------------------------ the manifest
@@ -184,14 +190,14 @@ def _history(root: Path, training: str) -> list[dict[str, float]]:
     return []
 
 
-def _epoch_seconds(root: Path, training: str) -> list[float]:
-    """Seconds per epoch of a training."""
-    return [float(row["seconds"]) for row in _history(root, training)]
+def _epoch_seconds(history: list[dict[str, float]]) -> list[float]:
+    """Seconds per epoch of a training's history."""
+    return [float(row["seconds"]) for row in history]
 
 
-def _peak_mib(root: Path, training: str) -> float | None:
+def _peak_mib(history: list[dict[str, float]]) -> float | None:
     """The peak memory a training's epochs recorded, MiB (None for a log without it)."""
-    peaks = [float(row["peak_mib"]) for row in _history(root, training) if "peak_mib" in row]
+    peaks = [float(row["peak_mib"]) for row in history if "peak_mib" in row]
     return max(peaks) if peaks else None
 
 
@@ -274,9 +280,7 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
     if not datasets:
         return {}
-    env = {"DVC_NO_ANALYTICS": "1", **_python_on_path()}
-    code = subprocess.run([sys.executable, "-m", "dvc", "repro", *(f"augment@{d}" for d in datasets)],
-                          cwd=root, env={**os.environ, **env}).returncode
+    code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=None)
     if code != 0:
         raise SkunetError(f"dvc repro {' '.join(f'augment@{d}' for d in datasets)} failed (exit {code}); the"
                           " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
@@ -291,17 +295,12 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
             continue
         how[training] = "other data"
         lock["stages"][f"train@{training}"] = {k: entry[k] for k in ("cmd", "deps", "params", "outs") if k in entry}
-        cache = _cache_dir(root) / "files" / "md5"
         for out in entry["outs"]:
-            target = root / out["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(cache / out["md5"][:2] / out["md5"][2:], tmp)
-            tmp.replace(target)
+            with atomic_file(root / out["path"]) as tmp:
+                shutil.copyfile(_object(root, out["md5"]), tmp)
     if "other data" in how.values():
-        tmp = lock_path.with_name(".dvc.lock.tmp")
-        tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
-        tmp.replace(lock_path)
+        with atomic_file(lock_path) as tmp:
+            tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
     return how
 
 
@@ -317,7 +316,8 @@ def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
 def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, Any]) -> float | None:
     """Seconds one epoch of `training` takes here: its own epochs so far, else the benchmark's
     fast-path epoch (DRIVE, scaled by the pixel count for CHASE_DB1), else unknown."""
-    known = _epoch_seconds(root, training) or manifest["trainings"].get(training, {}).get("epoch_seconds", [])
+    known = (_epoch_seconds(_history(root, training))
+             or manifest["trainings"].get(training, {}).get("epoch_seconds", []))
     if known:
         return max(known)
     bench = out / "benchmark-drive.json"
@@ -388,9 +388,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             status, in_progress = "in progress", training
         else:
             status = f"failed (dvc repro exit {code}; see lease.log)"
-        seconds = _epoch_seconds(root, training)
+        history = _history(root, training)
+        seconds = _epoch_seconds(history)
         manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
-                                           "peak_mib": _peak_mib(root, training), "device": piece["device"]}
+                                           "peak_mib": _peak_mib(history), "device": piece["device"]}
         log.info("%s: %s after %d epochs (%.0f s)", training, status, len(seconds), stage_s[training])
         if status != "finished":
             break

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pickle
+import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -635,8 +636,6 @@ def peak_memory_mib(device: torch.device) -> float:
     tensors, elsewhere the peak resident set."""
     if device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    import resource
-
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, 1)  # KiB on Linux
 
 
