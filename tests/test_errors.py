@@ -122,3 +122,24 @@ def test_a_stop_while_a_progress_bar_is_drawn_gets_a_line_of_its_own(tmp_path, m
     stderr = capsys.readouterr().err
     assert "epoch 1/3" in stderr  # the bar was drawn
     assert stderr.strip().splitlines()[-1].startswith(line), repr(stderr[-300:])
+
+
+def test_a_log_line_while_a_progress_bar_is_drawn_gets_a_line_of_its_own(capsys):
+    """A stage's log line written mid-bar (a long CPU training's estimate after its first steps)
+    clears the bar first instead of running on from it."""
+    import logging
+
+    from tqdm import tqdm
+
+    from skunet.errors import exit_on_error
+
+    @exit_on_error
+    def main():
+        with tqdm(range(3), desc="drive/unet epoch 1/50", leave=False) as bar:
+            for step in bar:
+                if step == 1:
+                    logging.getLogger("skunet.training").warning("drive/unet: about 6.8 h")
+
+    main()
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.strip() == "drive/unet: about 6.8 h" for line in lines), lines

@@ -10,6 +10,8 @@ import sys
 import threading
 from typing import Callable, TypeVar
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 F = TypeVar("F", bound=Callable[..., object])
 
 GO_ON = "run the same command again to go on (a training resumes after its last completed epoch)"
@@ -85,7 +87,9 @@ def exit_on_error(main: F) -> F:
         if threading.current_thread() is threading.main_thread():  # signal handlers live there only
             signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            return main(*args, **kwargs)
+            # log lines written while a progress bar is drawn clear it and get lines of their own
+            with logging_redirect_tqdm():
+                return main(*args, **kwargs)
         except SkunetError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
