@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from skunet.models import ModelConfig, build_model
+from skunet.config import ModelConfig
+from skunet.models import build_model
 from skunet.models.dropblock import DropBlock2d, keep_seeds, seed_rate
 from skunet.training import forward_loss
 from train_throughput import TrafficCounter

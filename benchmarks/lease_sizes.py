@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from skunet import lease
-from skunet.config import DATASETS, MODELS, load_params
-from skunet.training import LOG_FIELDS, model_config, save_atomic, train_config
+from skunet.checkpoints import LOG_FIELDS, save_atomic
+from skunet.config import DATASETS, MODELS, load_params, model_config
+from skunet.training import train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -50,7 +51,7 @@ def write_trainings(params: dict, root: Path) -> dict[str, float]:
     epochs = params["train"]["common"]["epochs"]
     for i, (dataset, model) in enumerate((d, m) for d in DATASETS for m in MODELS):
         mcfg, net, optimizer = _model_and_adam(params, dataset, model)
-        payload = {"model": model, "model_config": asdict(mcfg), "train_config": asdict(train_config(params, dataset, model)),
+        payload = {"model": model, "model_config": mcfg.model_dump(), "train_config": asdict(train_config(params, dataset, model)),
                    "dataset": dataset, "seed": 42, "epoch": epochs, "best_val_loss": 0.1, "state_dict": net.state_dict()}
         history = [dict.fromkeys(LOG_FIELDS, 0.123456789) for _ in range(epochs)]
         # the outputs as DVC's cache holds them (by md5), and the run-cache entry naming them

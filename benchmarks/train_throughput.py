@@ -45,11 +45,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
-from skunet.config import load_params
-from skunet.models import MODEL_NAMES, ModelConfig, build_model
-from skunet.training import BatchSource, TrainingData, forward_loss
+from skunet.config import DATASETS, MODELS, load_params, model_config
+from skunet.data.batches import BatchSource, TrainingData
+from skunet.models import build_model
+from skunet.training import forward_loss
 
-PAPER = {"drive": (592, 8, 0.85), "chase": (1008, 4, 0.80)}
+# the paper's input sizes, batch sizes and networks, as params.yaml holds them
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 EPOCH_IMAGES = 468  # 520 augmented samples less the 10% validation split
 
 
@@ -118,9 +120,9 @@ def sync(dev: torch.device) -> None:
 def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool, size: int) -> dict:
     """Images/s and peak memory of one (model, path); run in its own process."""
     dev = device()
-    _, batch, keep = PAPER[dataset]
+    batch = PARAMS["train"][dataset]["batch_size"]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=model_name, keep_prob=keep)).to(dev).train()
+    model = build_model(model_config(PARAMS, dataset, model_name)).to(dev).train()
     n = batch * (steps + 1)
     images, labels = synthetic_set(n, size)
     fast = path == "fast"
@@ -219,9 +221,9 @@ def traffic_per_step(model_name: str, dataset: str, size: int) -> dict:
     """Kernels, FLOPs and bytes of one fast-path training step (forward + backward) on the device
     present, and each kernel's (bytes, FLOPs) for the floor; run in its own process."""
     dev = device()
-    _, batch, keep = PAPER[dataset]
+    batch = PARAMS["train"][dataset]["batch_size"]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=model_name, keep_prob=keep)).to(dev).train()
+    model = build_model(model_config(PARAMS, dataset, model_name)).to(dev).train()
     model = model.to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 1, size, size, device=dev) > 0.9).float()
@@ -248,9 +250,9 @@ def child(args: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(PAPER), default="drive")
+    parser.add_argument("--dataset", choices=DATASETS, default="drive")
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
-    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (CUDA)")
     parser.add_argument("--size", type=int, help="input size in px (default: the paper's for --dataset)")
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/<device>-<dataset>.json)")
@@ -262,7 +264,7 @@ def main() -> None:
                         help="time the fast path alone: no naive path, no counting (seconds per model on a GPU)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    size = args.size or PAPER[args.dataset][0]
+    size = args.size or PARAMS["resize"][args.dataset]["input_size"]
     if args.floors_at and (args.floors_at[0] <= 0 or args.floors_at[1] <= 0 or args.floors_at[2] < 0):
         parser.error("--floors-at: TFLOPS and TBPS must be positive, LAUNCH_US at least 0")
     if args.fast_only and (args.floors_only or args.floors_at):
@@ -280,7 +282,7 @@ def main() -> None:
     dev = device()
     name = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU x{torch.get_num_threads()}"
     rates = {"tflops": matmul_rate(dev) / 1e12, "tbps": copy_rate(dev) / 1e12, "launch_us": launch_time(dev) * 1e6}
-    batch = PAPER[args.dataset][1]
+    batch = PARAMS["train"][args.dataset]["batch_size"]
     steps_per_epoch = EPOCH_IMAGES / batch
     print(f"device: {name}; measured: bf16 matmul {rates['tflops']:.2f} TFLOP/s, copy {rates['tbps']:.3f} TB/s, "
           f"{rates['launch_us']:.1f} us per kernel launch; {args.dataset} at {size} px, batch {batch}")
@@ -335,7 +337,7 @@ def main() -> None:
         print(line)
     # planning figures: the measured models' trainings (params.yaml's epochs) at the fast path's
     # rate and at the floors; validation, evaluation and start-up not counted
-    epochs = load_params(Path(__file__).parents[1] / "params.yaml")["train"]["common"]["epochs"]
+    epochs = PARAMS["train"]["common"]["epochs"]
     report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": None if args.floors_only else args.steps,
               "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs}
     summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}"

@@ -1,5 +1,6 @@
-"""compare: reproduced vs published, cell by cell; metrics/compare.json, reports/report.md (with the
-trainings: epochs, checkpointed epoch, time), figures."""
+"""compare: reproduced vs published, cell by cell, under both protocols; reports/results.json (the
+results in full), metrics/compare.json (derived from them for `dvc metrics diff`),
+reports/report.md (with the trainings: epochs, checkpointed epoch, time) and its figures."""
 
 import sys
 from pathlib import Path
@@ -9,15 +10,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import json
 
-import numpy as np
-
-from skunet.atomic import atomic_dir, atomic_file, damaged_output
+from skunet.atomic import atomic_dir, atomic_file
+from skunet.checkpoints import run_context, training_summaries
 from skunet.compare import compare, flatten_for_dvc, load_reference, load_reproduced
-from skunet.config import DATASETS, MODELS, PROTOCOLS, load_params
-from skunet.data.raw import load_manifest, read_png
-from skunet.errors import exit_on_error, reason
+from skunet.config import DATASETS, PROTOCOLS, load_params
+from skunet.errors import exit_on_error
 from skunet.report import (
     COMPARE_JSON,
+    RESULTS_JSON,
     plot_bars,
     plot_qualitative,
     plot_roc,
@@ -25,44 +25,10 @@ from skunet.report import (
     training_time,
     write_markdown_report,
 )
-from skunet.training import run_context, training_summaries
+from skunet.results import first_test_image, roc_curves
 
 FIGURES = Path("plots/figures")
 REPORT = Path("reports/report.md")
-
-
-def roc_curves(dataset: str, reproduced: dict) -> dict:
-    curves = {}
-    for model in MODELS:
-        path = Path("plots/roc") / dataset / f"{model}.csv"
-        if path.is_file():
-            try:
-                fpr, tpr = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1), unpack=True)
-            except ValueError as err:
-                raise damaged_output(path, f"not a ROC curve table ({reason(err)})",
-                                     f"evaluate@{dataset}-{model}") from None
-            auc = reproduced.get(dataset, {}).get(model, {}).get("paper", {}).get("auc")
-            curves[model] = {"fpr": fpr, "tpr": tpr, "auc": auc}
-    return curves
-
-
-def qualitative(dataset: str, threshold: float, path: Path) -> None:
-    """The paper's Fig. 5/6: the first test image, each model's prediction and its errors."""
-    raw = Path("data/raw") / dataset
-    stage = f"download@{dataset}"
-    stem = load_manifest(raw)["test"][0]
-    pngs = {model: Path("predictions") / dataset / model / f"{stem}.png" for model in MODELS}
-    predictions = [(model, read_png(png, "L", f"evaluate@{dataset}-{model}") / 255.0)
-                   for model, png in pngs.items() if png.is_file()]
-    plot_qualitative(
-        read_png(raw / "images" / f"{stem}.png", "RGB", stage),
-        predictions,
-        read_png(raw / "labels" / f"{stem}.png", "L", stage) > 127,
-        read_png(raw / "fov" / f"{stem}.png", "L", stage) > 127,
-        path,
-        title=f"{dataset} test image {stem}",
-        threshold=threshold,
-    )
 
 
 @exit_on_error
@@ -71,12 +37,14 @@ def main() -> None:
     reference = load_reference("published/paper.yaml")
     reproduced = load_reproduced("metrics", reference)
     tolerances = params["compare"]["tolerances"]
+    threshold = params["evaluate"]["threshold"]
     results = {p: compare(reproduced, reference, tolerances, protocol=p) for p in PROTOCOLS}
 
-    # The figures, the report that links them and compare.json are one result: all are written
-    # beside their places and moved there together at the end, so a stage that fails part way
-    # leaves the previous run's three as they were, never new figures beside an old report.
-    with atomic_dir(FIGURES) as figures_dir, atomic_file(REPORT) as report, atomic_file(COMPARE_JSON) as summary:
+    # The figures, the report that links them and the results files are one result: all are
+    # written beside their places and moved there together at the end, so a stage that fails part
+    # way leaves the previous run's as they were, never new figures beside an old report.
+    with (atomic_dir(FIGURES) as figures_dir, atomic_file(REPORT) as report,
+          atomic_file(RESULTS_JSON) as results_json, atomic_file(COMPARE_JSON) as compare_json):
         figures: dict[str, Path] = {}
 
         def figure(caption: str, name: str) -> Path:
@@ -84,21 +52,23 @@ def main() -> None:
             figures[caption] = FIGURES / name
             return figures_dir / name
 
-        plot_bars(results, figure("Reproduced vs published", "bars.png"))
+        plot_bars(results["paper"], figure("Reproduced vs published", "bars.png"))
         for dataset in DATASETS:
-            plot_roc(roc_curves(dataset, reproduced), dataset, figure(f"ROC, {dataset}", f"roc_{dataset}.png"))
-            qualitative(dataset, params["evaluate"]["threshold"],
-                        figure(f"Predictions, {dataset}", f"qualitative_{dataset}.png"))
-
+            plot_roc(roc_curves(Path("plots/roc"), dataset, reproduced), dataset,
+                     figure(f"ROC, {dataset}", f"roc_{dataset}.png"))
+            shown = first_test_image(Path("data/raw") / dataset, Path("predictions") / dataset)
+            plot_qualitative(shown["image"], shown["predictions"], shown["label"], shown["fov"],
+                             figure(f"Predictions, {dataset}", f"qualitative_{dataset}.png"),
+                             title=f"{dataset} test image {shown['stem']}", threshold=threshold)
         training = training_summaries(Path("models"), Path("plots/train"))
         plot_training_curves(training, figure("Training curves", "training.png"))
-
         context = run_context(params["base"]["profile"], Path("models"))
         if training:
             context["training_time"] = f"{training_time(training)} (epoch times summed)"
+
         write_markdown_report(results, report, {**context, "figures": figures}, training)
-        compare_json = {"run": context, **{p: flatten_for_dvc(r) for p, r in results.items()}}
-        summary.write_text(json.dumps(compare_json, indent=2) + "\n")
+        results_json.write_text(json.dumps({"run": context, "protocols": results}, indent=2) + "\n")
+        compare_json.write_text(json.dumps({p: flatten_for_dvc(r) for p, r in results.items()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

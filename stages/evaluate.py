@@ -15,7 +15,8 @@ import argparse
 from skunet.config import check_dataset, check_model, load_params
 from skunet.errors import exit_on_error
 from skunet.evaluation import evaluate_model
-from skunet.training import load_checkpoint, pick_device
+from skunet.checkpoints import load_checkpoint
+from skunet.devices import pick_device
 
 
 @exit_on_error

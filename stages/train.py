@@ -18,9 +18,10 @@ import functools
 
 import torch.distributed as dist
 
-from skunet.config import check_dataset, check_model, load_params
+from skunet.config import check_dataset, check_model, load_params, model_config
 from skunet.errors import exit_on_error
-from skunet.training import deadline_from_env, model_config, six_trainings_factor, train, train_config
+from skunet.estimates import deadline_from_env, six_trainings_factor
+from skunet.training import train, train_config
 
 
 @exit_on_error

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import ROOT, run_stage, write_params
 from skunet.cli import smoke_params
-from skunet.config import check_model, deep_merge, load_params, parse_params, validate
+from skunet.config import ModelConfig, check_model, deep_merge, load_params, model_config, parse_params, validate
 from skunet.errors import SkunetError
 from test_training import make_data
 
@@ -34,12 +34,17 @@ def _bad(path: str, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("models.skunet.lr", -0.001, r"models.skunet.lr = -0.001 must be a number in \(0"),
-        ("train.drive.keep_prob", 0.0, r"train.drive.keep_prob = 0.0 must be a number in \(0, 1\]"),
-        ("train.chase.keep_prob", 1.2, r"train.chase.keep_prob = 1.2"),
-        ("train.common.epochs", 2.5, "train.common.epochs = 2.5 must be an integer"),
-        ("split.mode", "random", "split.mode = 'random' must be one of tail, by_source"),
-        ("models.unet.lr", float("inf"), "models.unet.lr = inf must be a number"),
+        ("models.skunet.lr", -0.001, r"models.skunet.lr = -0.001: input should be greater than 0$"),
+        ("models.skunet.dropblock.keep_prob.drive", 0.0,
+         r"models.skunet.dropblock.keep_prob.drive = 0.0: input should be greater than 0$"),
+        ("models.unet_dropblock.dropblock.keep_prob.chase", 1.2,
+         r"models.unet_dropblock.dropblock.keep_prob.chase = 1.2: input should be less than or equal to 1$"),
+        ("train.common.epochs", 2.5, "train.common.epochs = 2.5: input should be a valid integer"),
+        ("split.mode", "random", "split.mode = 'random': input should be 'tail' or 'by_source'"),
+        ("models.unet.lr", float("inf"), "models.unet.lr = inf: input should be a finite number"),
+        ("models.skunet.sk.kernels", [3, 4], r"models.skunet.sk.kernels.1 = 4: must be odd for 'same' padding"),
+        ("models.skunet.depth", 9, "models.skunet.depth = 9: input should be less than or equal to 8"),
+        ("base.seed", True, "base.seed = True: input should be a valid integer"),
     ],
 )
 def test_bad_values_are_named(path, value, message):
@@ -96,3 +101,21 @@ def test_a_stage_runs_with_lr_1e_3(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     checkpoint = torch.load(tmp_path / "models" / "drive" / "unet.pt", weights_only=True)
     assert checkpoint["train_config"]["lr"] == 0.001
+
+
+def test_a_missing_key_is_named():
+    params = copy.deepcopy(PARAMS)
+    del params["models"]["skunet"]["sk"]["reduction"]
+    with pytest.raises(SkunetError, match=r"missing key 'models.skunet.sk.reduction'; add it"):
+        validate(params)
+
+
+def test_each_network_takes_its_own_settings_and_the_keep_rate_of_its_dataset():
+    params = load_params(ROOT / "params.yaml")
+    for dataset in ("drive", "chase"):
+        assert model_config(params, dataset, "unet") == ModelConfig(name="unet")  # no DropBlock to take
+        for model in ("unet_dropblock", "skunet"):
+            keep = params["models"][model]["dropblock"]["keep_prob"][dataset]
+            assert model_config(params, dataset, model).dropblock.keep_prob == keep
+    assert model_config(params, "chase", "skunet").dropblock.keep_prob == 0.80  # the paper's rates
+    assert model_config(params, "drive", "skunet").dropblock.keep_prob == 0.85

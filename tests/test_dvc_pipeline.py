@@ -164,3 +164,33 @@ def test_a_changed_input_size_reruns_resize_and_changing_it_back_restores_it(tmp
     assert "Running stage 'resize@drive'" in repro_at(24)
     back = repro_at(32)
     assert "Stage 'resize@drive' is cached - skipping run, checking out outputs" in back, back
+
+
+@pytest.mark.slow
+def test_dropblock_keep_rate_retrains_the_dropblock_models_only(tmp_path):
+    """DropBlock's keep rate sits under the two models that have DropBlock: after a change of
+    DRIVE's rate for both, `dvc status` has train@drive-unet up to date and the other two not."""
+    project = project_copy(tmp_path / "project")
+    trainings = [f"train@drive-{model}" for model in ("unet", "unet_dropblock", "skunet")]
+    for model in ("unet", "unet_dropblock", "skunet"):  # stand-ins for the trainings' outputs
+        for out in (f"models/drive/{model}.pt", f"plots/train/drive/{model}.csv"):
+            (project / out).parent.mkdir(parents=True, exist_ok=True)
+            (project / out).write_text(f"{model}\n")
+    (project / "data/augmented/drive").mkdir(parents=True)
+    (project / "data/augmented/drive/images.npy").write_text("stand-in\n")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+    def dvc(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    dvc("commit", "-f", *trainings)  # dvc.lock records the params as they are
+    assert "up to date" in dvc("status", *trainings)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for model in ("unet_dropblock", "skunet"):
+        params["models"][model]["dropblock"]["keep_prob"]["drive"] = 0.9
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(dvc("status", "--json", *trainings))
+    assert set(status) == {"train@drive-unet_dropblock", "train@drive-skunet"}, status

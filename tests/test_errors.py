@@ -104,7 +104,7 @@ def test_a_stop_while_a_progress_bar_is_drawn_gets_a_line_of_its_own(tmp_path, m
 
     from skunet import training
     from skunet.errors import exit_on_error
-    from skunet.models import ModelConfig
+    from skunet.config import ModelConfig
     from test_training import CFG
 
     class StoppedBeforeTheFirstStep(tqdm):

@@ -70,10 +70,12 @@ def test_a_prediction_depends_on_its_image_only(name):
     on its running statistics (not the batch's) and DropBlock off. So an image's probabilities
     are the same alone or beside others, and the same on every call."""
     from skunet.evaluation import predict
-    from skunet.models import ModelConfig, build_model
+    from skunet.config import DropBlockSpec, ModelConfig
+    from skunet.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name, base_width=4, depth=3, block_size=3, keep_prob=0.5))
+    drop = DropBlockSpec(block_size=3, keep_prob=0.5) if name != "unet" else None
+    model = build_model(ModelConfig(name=name, base_width=4, depth=3, dropblock=drop))
     with torch.no_grad():  # running statistics away from their start, as after training
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

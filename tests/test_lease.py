@@ -25,8 +25,8 @@ TINY = {
     "train": {"common": {"epochs": 6, "max_train_samples": 48},
               "drive": {"batch_size": 4}, "chase": {"batch_size": 4}},
     "models": {"unet": {"base_width": 4, "depth": 2, "lr": 0.003},
-               "unet_dropblock": {"base_width": 4, "depth": 2, "lr": 0.003, "block_size": 3},
-               "skunet": {"base_width": 4, "depth": 2, "lr": 0.003, "block_size": 3}},
+               "unet_dropblock": {"base_width": 4, "depth": 2, "lr": 0.003, "dropblock": {"block_size": 3}},
+               "skunet": {"base_width": 4, "depth": 2, "lr": 0.003, "dropblock": {"block_size": 3}}},
 }
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
 

@@ -9,14 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICES
-from skunet.models import (
-    MODEL_NAMES,
-    DropBlock2d,
-    ModelConfig,
-    SelectiveKernelAttention,
-    SelectiveKernelBlock,
-    build_model,
-)
+from pydantic import ValidationError
+
+from skunet.config import DROPBLOCK_MODELS, MODELS, DropBlockSpec, ModelConfig, SKSpec
+from skunet.models import DropBlock2d, SelectiveKernelAttention, SelectiveKernelBlock, build_model
 from skunet.models import dropblock
 from skunet.models.dropblock import keep_mask, keep_seeds, seed_rate
 
@@ -33,8 +29,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def small_model(name: str, **overrides) -> torch.nn.Module:
+def small_model(name: str, keep_prob: float | None = None, **overrides) -> torch.nn.Module:
+    """A small `name`; `keep_prob` applies to the models that have DropBlock."""
+    if keep_prob is not None and name in DROPBLOCK_MODELS:
+        overrides["dropblock"] = DropBlockSpec(keep_prob=keep_prob)
     return build_model(ModelConfig(name=name, **{**SMALL, **overrides}))
+
+
+def drop_block(block_size: int, keep_prob: float) -> DropBlock2d:
+    return DropBlock2d(DropBlockSpec(block_size=block_size, keep_prob=keep_prob))
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -45,7 +48,7 @@ def n_params(model: torch.nn.Module) -> int:
 # networks: shapes, memory formats, autocast
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_output_is_one_logit_map_of_the_input_size(name: str, channels_last: bool) -> None:
     torch.manual_seed(0)
@@ -62,7 +65,7 @@ def test_output_is_one_logit_map_of_the_input_size(name: str, channels_last: boo
     assert y.min() < 0 or y.max() > 1
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_under_bf16_autocast_channels_last(name: str, device: str) -> None:
     torch.manual_seed(0)
@@ -77,7 +80,7 @@ def test_runs_under_bf16_autocast_channels_last(name: str, device: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 def test_padding_is_bottom_right_and_cropped_back(name: str) -> None:
     torch.manual_seed(0)
     model = small_model(name).eval()
@@ -108,15 +111,15 @@ DEFAULT_PARAMS = {"unet": 482_033, "unet_dropblock": 482_737, "skunet": 1_006_83
 
 
 def test_parameter_counts_at_the_default_config() -> None:
-    counts = {name: n_params(build_model(ModelConfig(name=name))) for name in MODEL_NAMES}
+    counts = {name: n_params(build_model(ModelConfig(name=name))) for name in MODELS}
     print("parameters at the default config:", counts)
     assert 0 < counts["unet"] < counts["unet_dropblock"] < counts["skunet"]
     assert counts == DEFAULT_PARAMS
     # DropBlock has no parameters: the keep rate does not change the count
-    assert n_params(build_model(ModelConfig(name="skunet", keep_prob=0.8))) == counts["skunet"]
+    assert n_params(build_model(ModelConfig(name="skunet", dropblock=DropBlockSpec(keep_prob=0.8)))) == counts["skunet"]
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 def test_gradients_reach_every_parameter(name: str) -> None:
     torch.manual_seed(0)
     model = small_model(name).train()
@@ -144,7 +147,7 @@ def vessel_sample(size: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return image, label[None]
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 def test_overfits_one_synthetic_sample(name: str) -> None:
     # keep_prob 1: DropBlock is a regulariser and its random masks would blur the loss curve;
     # this test asks only whether the network can fit. The sample comes with its mirror image
@@ -177,33 +180,51 @@ def test_overfits_one_synthetic_sample(name: str) -> None:
     ("overrides", "field"),
     [
         ({"name": "vnet"}, "name"),
-        ({"keep_prob": 0.0}, "keep_prob"),
-        ({"keep_prob": 1.5}, "keep_prob"),
+        ({"dropblock": {"keep_prob": 0.0}}, "dropblock.keep_prob"),
+        ({"dropblock": {"keep_prob": 1.5}}, "dropblock.keep_prob"),
         ({"base_width": 0}, "base_width"),
         ({"depth": -1}, "depth"),
+        ({"depth": 9}, "depth"),
         ({"in_channels": 0}, "in_channels"),
-        ({"block_size": 0}, "block_size"),
-        ({"sk_kernels": (3, 4)}, "sk_kernels"),
-        ({"sk_dilations": (1,)}, "sk_dilations"),
-        ({"sk_reduction": 0}, "sk_reduction"),
+        ({"dropblock": {"block_size": 0}}, "dropblock.block_size"),
+        ({"sk": {"kernels": (3, 4)}}, "sk.kernels"),
+        ({"sk": {"first_kernel": 2}}, "sk.first_kernel"),
+        ({"sk": {"dilations": (1,)}}, "sk.dilations"),
+        ({"sk": {"reduction": 0}}, "sk.reduction"),
+        ({"sk": {"min_dim": 1.5}}, "sk.min_dim"),
     ],
 )
-def test_build_model_rejects_bad_fields(overrides: dict, field: str) -> None:
-    cfg = ModelConfig(**{"name": "skunet", **overrides})
-    with pytest.raises(ValueError, match=field) as err:
-        build_model(cfg)
+def test_model_config_rejects_bad_fields(overrides: dict, field: str) -> None:
+    """One set of rules (skunet.config), the same for params.yaml and a network built by hand."""
+    with pytest.raises(ValidationError, match=field.replace(".", r"\.")) as err:
+        ModelConfig.model_validate({"name": "skunet", **overrides})
     if field == "name":
-        assert all(name in str(err.value) for name in MODEL_NAMES)
+        assert all(name in str(err.value) for name in MODELS)
+
+
+@pytest.mark.parametrize(("name", "spec"), [("unet", "dropblock"), ("unet", "sk"), ("unet_dropblock", "sk")])
+def test_model_config_refuses_settings_of_a_layer_the_model_lacks(name: str, spec: str) -> None:
+    with pytest.raises(ValidationError, match=f"{name} has no {spec}"):
+        ModelConfig.model_validate({"name": name, spec: {}})
+
+
+def test_model_config_fills_the_layers_of_its_model_with_the_defaults() -> None:
+    assert ModelConfig(name="unet").dropblock is None and ModelConfig(name="unet").sk is None
+    assert ModelConfig(name="unet_dropblock").dropblock == DropBlockSpec() and ModelConfig(name="unet_dropblock").sk is None
+    assert ModelConfig(name="skunet").sk == SKSpec()
+    # DropBlock's default keep rate is the paper's DRIVE rate, and the layer has no other default
+    assert DropBlockSpec().keep_prob == 0.85
 
 
 def test_model_config_accepts_lists_for_pairs() -> None:
-    cfg = ModelConfig(name="skunet", sk_kernels=[3, 5], sk_dilations=[1, 1], **SMALL)
-    assert cfg.sk_kernels == (3, 5) and cfg.sk_dilations == (1, 1)
+    cfg = ModelConfig.model_validate({"name": "skunet", "sk": {"kernels": [3, 5], "dilations": [1, 1]}, **SMALL})
+    assert cfg.sk.kernels == (3, 5) and cfg.sk.dilations == (1, 1)
     assert isinstance(build_model(cfg), torch.nn.Module)
+    assert ModelConfig.model_validate(cfg.model_dump()) == cfg  # a checkpoint's record rebuilds it
 
 
 def test_keep_prob_one_is_allowed() -> None:
-    model = build_model(ModelConfig(name="unet_dropblock", keep_prob=1.0, **SMALL))
+    model = small_model("unet_dropblock", keep_prob=1.0)
     assert isinstance(model, torch.nn.Module)
 
 
@@ -246,7 +267,7 @@ def test_sk_weights_inside_skunet_sum_to_one() -> None:
 def test_sk_block_fuses_branches_and_adds_the_residual() -> None:
     """Eqs. (7)-(8): Y = ReLU(a * U1 + b * U2 + X), recomputed from the block's own parts."""
     torch.manual_seed(0)
-    block = SelectiveKernelBlock(8, keep_prob=1.0).eval()
+    block = SelectiveKernelBlock(8, sk=SKSpec(), drop=DropBlockSpec(keep_prob=1.0)).eval()
     x = torch.randn(2, 8, 12, 12)
     with torch.no_grad():
         x_prime = block.conv_first(x)
@@ -263,8 +284,8 @@ def test_sk_block_fuses_branches_and_adds_the_residual() -> None:
 
 def test_dropblock_is_identity_in_eval_and_at_keep_prob_one() -> None:
     x = torch.randn(2, 3, 16, 16)
-    assert DropBlock2d(7, 0.5).eval()(x) is x
-    assert DropBlock2d(7, 1.0).train()(x) is x
+    assert drop_block(7, 0.5).eval()(x) is x
+    assert drop_block(7, 1.0).train()(x) is x
 
 
 def expected_dropped_fraction(gamma: float, size: int, block: int) -> float:
@@ -283,7 +304,7 @@ LAYOUTS = pytest.mark.parametrize("layout", [torch.contiguous_format, torch.chan
 def test_dropblock_drops_about_one_minus_keep_prob(layout: torch.memory_format) -> None:
     size, block, keep_prob = 128, 7, 0.85
     torch.manual_seed(0)
-    y = DropBlock2d(block, keep_prob).train()(torch.ones(8, 32, size, size).contiguous(memory_format=layout))
+    y = drop_block(block, keep_prob).train()(torch.ones(8, 32, size, size).contiguous(memory_format=layout))
     assert y.is_contiguous(memory_format=layout)  # the fast path's channels_last stays so
     dropped = (y == 0).double().mean().item()
 
@@ -343,7 +364,7 @@ def test_dropblock_gradient_is_the_scaled_mask() -> None:
     """d(output)/d(input) is count / count_kept on kept units and 0 on dropped ones."""
     x = (0.5 + torch.rand(2, 4, 30, 30)).requires_grad_()
     torch.manual_seed(5)
-    y = DropBlock2d(5, keep_prob=0.8).train()(x)
+    y = drop_block(5, 0.8).train()(x)
     y.sum().backward()
     kept = y != 0  # x >= 0.5 everywhere, so a zero output is a dropped unit
     scale = kept.numel() / kept.sum()
@@ -358,7 +379,7 @@ def test_dropped_regions_are_whole_blocks(layout: torch.memory_format) -> None:
     set equals its morphological opening by that square."""
     block = 7
     torch.manual_seed(1)
-    y = DropBlock2d(block, keep_prob=0.9).train()(torch.ones(2, 4, 40, 40).contiguous(memory_format=layout))
+    y = drop_block(block, 0.9).train()(torch.ones(2, 4, 40, 40).contiguous(memory_format=layout))
     dropped = (y == 0).float().contiguous()
     assert dropped.sum() > 0
     square = torch.ones(1, 1, block, block)
@@ -369,7 +390,7 @@ def test_dropped_regions_are_whole_blocks(layout: torch.memory_format) -> None:
 
 
 def test_dropblock_masks_differ_per_channel_and_sample_and_repeat_with_the_seed() -> None:
-    drop = DropBlock2d(5, keep_prob=0.8).train()
+    drop = drop_block(5, 0.8).train()
     x = torch.ones(2, 2, 32, 32)
     torch.manual_seed(3)
     a = drop(x)
@@ -382,20 +403,20 @@ def test_dropblock_masks_differ_per_channel_and_sample_and_repeat_with_the_seed(
 def test_dropblock_rescaling_keeps_the_mean() -> None:
     torch.manual_seed(0)
     x = 0.5 + torch.rand(4, 16, 64, 64)
-    y = DropBlock2d(7, keep_prob=0.8).train()(x)
+    y = drop_block(7, 0.8).train()(x)
     assert (y == 0).any()
     # survivors are scaled by count / count_kept: a constant map keeps its mean exactly,
     # a random one (independent of the mask) up to sampling noise of ~1e-3
     torch.testing.assert_close(y.mean(), x.mean(), rtol=0.01, atol=0)
     ones = torch.ones(4, 16, 64, 64)
     torch.manual_seed(0)
-    torch.testing.assert_close(DropBlock2d(7, 0.8).train()(ones).mean(), torch.tensor(1.0))
+    torch.testing.assert_close(drop_block(7, 0.8).train()(ones).mean(), torch.tensor(1.0))
 
 
 @pytest.mark.parametrize("size", [1, 3, 6])
 def test_dropblock_clamps_the_block_on_small_maps(size: int) -> None:
     torch.manual_seed(0)
-    y = DropBlock2d(7, keep_prob=0.85).train()(torch.ones(4, 8, size, size))
+    y = drop_block(7, 0.85).train()(torch.ones(4, 8, size, size))
     assert y.shape == (4, 8, size, size)
     assert torch.isfinite(y).all()
 
@@ -407,8 +428,8 @@ def test_seed_rate_matches_ghiasi_eq_1() -> None:
 
 @pytest.mark.parametrize(("block_size", "keep_prob"), [(0, 0.9), (7, 0.0), (7, 1.2)])
 def test_dropblock_rejects_bad_arguments(block_size: int, keep_prob: float) -> None:
-    with pytest.raises(ValueError):
-        DropBlock2d(block_size, keep_prob)
+    with pytest.raises(ValueError):  # pydantic's ValidationError, from DropBlockSpec
+        drop_block(block_size, keep_prob)
 
 
 def _shape_keyed_seeds(shape: tuple[int, ...], gamma: float, device: torch.device) -> torch.Tensor:
@@ -428,7 +449,7 @@ def test_compiled_dropblock_network_matches_eager_with_the_same_masks(monkeypatc
     code may draw the layers' seeds in another order (torch 2.11 does), which changes the masks
     but not what the network computes with them."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="unet_dropblock", base_width=8, depth=3, keep_prob=0.8)).train()
+    model = small_model("unet_dropblock", base_width=8, depth=3, keep_prob=0.8).train()
     x = torch.rand(2, 64, 64, 3).permute(0, 3, 1, 2)  # the training loop's NHWC batch
     monkeypatch.setattr(dropblock, "keep_seeds", _shape_keyed_seeds)
     eager = model(x)

@@ -63,7 +63,7 @@ def test_write_markdown_report_both_protocols(tmp_path):
 
 
 def test_write_markdown_report_single_result_smoke(tmp_path):
-    path = R.write_markdown_report(_results()["paper"], tmp_path / "report.md", SMOKE)
+    path = R.write_markdown_report({"paper": _results()["paper"]}, tmp_path / "report.md", SMOKE)
     text = path.read_text()
     assert "No paper-profile run exists yet" in text and "`smoke`" in text
     assert "Protocol `fov`" not in text
@@ -72,8 +72,7 @@ def test_write_markdown_report_single_result_smoke(tmp_path):
 def test_plot_bars(tmp_path):
     results = _results()
     _assert_png(R.plot_bars(results["paper"], tmp_path / "bars.png"))
-    _assert_png(R.plot_bars(C.flatten_for_dvc(results["fov"]), tmp_path / "bars_flat.png"))
-    _assert_png(R.plot_bars(results, tmp_path / "bars_both.png"))
+    _assert_png(R.plot_bars(results["fov"], tmp_path / "bars_fov.png"))
 
 
 def test_plot_roc(tmp_path):
@@ -117,12 +116,11 @@ def test_plot_qualitative(tmp_path):
 
 
 def test_readme_results_section_says_when_no_paper_run():
-    flat = {p: C.flatten_for_dvc(r) for p, r in _results().items()}
-    text = R.readme_results_section(flat, SMOKE)
+    text = R.readme_results_section(_results(), SMOKE)
     assert text.startswith("## Results")
     assert "No paper-profile run exists yet" in text
     assert "exp-abc123" in text and "CPU (2 cores)" in text and "`smoke`" in text
-    assert "metrics/compare.json" in text
+    assert "reports/results.json" in text
     assert "| drive | skunet | f1 | 0.8251 | 0.8291 | -0.0040 | 0.0200 | pass |" in text
     assert "Protocol `fov`" in text
 
@@ -133,15 +131,14 @@ def test_provenance_names_the_training_time():
 
 
 def test_readme_results_section_paper_run():
-    text = R.readme_results_section(C.flatten_for_dvc(_results()["paper"]), PAPER)
+    text = R.readme_results_section({"paper": _results()["paper"]}, PAPER)
     assert "No paper-profile run" not in text
     assert "exp-def456" in text and "NVIDIA H100" in text and "`paper`" in text
     assert "augmentations drawn with albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0" in text
 
 
 def test_readme_results_section_no_metrics():
-    empty = C.flatten_for_dvc(C.compare({}, {}, TOL))
-    text = R.readme_results_section(empty, {})
+    text = R.readme_results_section({"paper": C.compare({}, {}, TOL)}, {})
     assert "No metrics yet" in text and "No paper-profile run exists yet" in text
 
 
@@ -153,20 +150,24 @@ def test_report_overwrites_in_place(tmp_path, name):
     assert path.read_text() != "old"
 
 
-def test_results_section_from_files_reads_compare_json(tmp_path):
-    # the layout stages/compare.py writes: the run context beside one flattened result per protocol
+def test_results_section_from_files_reads_the_results(tmp_path):
+    # the layout stages/compare.py writes: the run context beside one result per protocol
     run = {"run": "dvc repro, smoke profile", "profile": "smoke", "device": "cpu", "torch": "2.13"}
-    data = {"run": run, **{p: C.flatten_for_dvc(r) for p, r in _results().items()}}
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "compare.json").write_text(json.dumps(data))
+    data = {"run": run, "protocols": _results()}
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
     text = R.results_section_from_files(tmp_path)
     assert "No paper-profile run exists yet" in text and "torch 2.13" in text
-    assert "Protocol `paper`" in text and "Protocol `fov`" in text and "Protocol `run`" not in text
-    assert R.readme_results_section(data, run) == text
+    assert "Protocol `paper`" in text and "Protocol `fov`" in text
+    assert R.readme_results_section(_results(), {"source": "reports/results.json", **run}) == text
 
 
-def test_results_section_from_files_missing(tmp_path):
-    with pytest.raises(SkunetError, match="compare.json not found"):
+def test_results_section_from_files_missing_or_foreign(tmp_path):
+    with pytest.raises(SkunetError, match="results.json not found"):
+        R.results_section_from_files(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text(json.dumps({"paper": {}}))
+    with pytest.raises(SkunetError, match=r"not the compare stage's results \(no 'protocols'\)"):
         R.results_section_from_files(tmp_path)
 
 
@@ -221,7 +222,8 @@ def _compare_project(tmp_path):
         fake_raw(tmp_path, dataset, size=(48, 40))
     old = {tmp_path / "plots" / "figures" / "bars.png": b"old bars",
            tmp_path / "reports" / "report.md": b"old report",
-           tmp_path / "metrics" / "compare.json": b"{}"}
+           tmp_path / "metrics" / "compare.json": b"{}",
+           tmp_path / "reports" / "results.json": b"{}"}
     for path, content in old.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
@@ -251,5 +253,6 @@ def test_compare_writes_figures_report_and_json_as_one(tmp_path):
     assert "../plots/figures/bars.png" in links and len(links) == 6
     for link in links:
         _assert_png(tmp_path / "reports" / link)
-    assert json.loads((tmp_path / "metrics" / "compare.json").read_text())["run"]["profile"] == "paper"
+    assert json.loads((tmp_path / "reports" / "results.json").read_text())["run"]["profile"] == "paper"
+    assert json.loads((tmp_path / "metrics" / "compare.json").read_text())["paper"]["drive"]["unet"]["f1"]["reproduced"] == 0.80
     assert not list(tmp_path.rglob(".*.tmp"))

@@ -20,18 +20,11 @@ import yaml
 from conftest import CUDA, DEVICES, ROOT, one_line_error, run_stage, write_params
 from skunet.config import deep_merge
 from skunet.errors import OutOfTime, SkunetError
-from skunet.models import ModelConfig, build_model
-from skunet.training import (
-    TrainConfig,
-    batches,
-    forward_loss,
-    load_checkpoint,
-    read_log,
-    run_context,
-    split_indices,
-    train,
-    training_summaries,
-)
+from skunet.checkpoints import load_checkpoint, read_log, run_context, training_summaries
+from skunet.config import DropBlockSpec, ModelConfig
+from skunet.data.batches import epoch_batches, split_indices
+from skunet.models import build_model
+from skunet.training import TrainConfig, forward_loss, train
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
                   validation_fraction=0.2, split_mode="tail")
@@ -63,7 +56,8 @@ def make_data(folder: Path, n_sources: int = 4, copies: int = 4, size: int = 32)
 
 def run(tmp: Path, data: Path, cfg: TrainConfig = CFG, model: str = "unet_dropblock",
         device: str = "cpu", **kw):
-    mcfg = ModelConfig(name=model, base_width=4, depth=3, block_size=3, keep_prob=0.9)
+    drop = DropBlockSpec(block_size=3, keep_prob=0.9) if model != "unet" else None
+    mcfg = ModelConfig(name=model, base_width=4, depth=3, dropblock=drop)
     return train(mcfg, cfg, "drive", data, tmp / "model.pt", tmp / "log.csv", tmp / "state.pt",
                  device=torch.device(device), **kw)
 
@@ -82,7 +76,7 @@ def test_split_tail_takes_the_last_rows_and_by_source_holds_out_whole_images():
 
 def test_batches_never_leave_a_single_row():
     rng = torch.Generator().manual_seed(0)
-    sizes = [len(b) for b in batches(9, 4, rng)]
+    sizes = [len(b) for b in epoch_batches(9, 4, rng)]
     assert sizes == [4, 5] and sum(sizes) == 9
 
 
@@ -208,7 +202,8 @@ def test_fast_path_matches_fp32_within_bf16_tolerance(model, device):
     / 1-10% / > 0.995). A wrong fast path (no autocast cast back, a layout bug) is far outside.
     """
     torch.manual_seed(0)
-    net = build_model(ModelConfig(name=model, base_width=8, depth=3, keep_prob=1.0)).eval().to(device)
+    drop = DropBlockSpec(keep_prob=1.0) if model != "unet" else None
+    net = build_model(ModelConfig(name=model, base_width=8, depth=3, dropblock=drop)).eval().to(device)
     x = torch.rand(2, 3, 48, 48, device=device)
     y = (x[:, 1:2] < 0.25).float()  # a label the input explains, so gradients do not cancel out
 
@@ -376,7 +371,7 @@ def _checkpoint(path: Path, **changes) -> Path:
     """A checkpoint as the train stage writes it (a tiny U-Net), with `changes` applied (a value
     of None drops the key)."""
     mcfg = ModelConfig(name="unet", base_width=4, depth=2)
-    payload = {"model": "unet", "model_config": asdict(mcfg), "dataset": "drive", "epoch": 1,
+    payload = {"model": "unet", "model_config": mcfg.model_dump(), "dataset": "drive", "epoch": 1,
                "best_val_loss": 0.5, "device": "CPU", "torch_version": str(torch.__version__),
                "state_dict": build_model(mcfg).state_dict()}
     payload.update(changes)
@@ -504,34 +499,3 @@ def test_a_full_disk_in_the_train_stage_is_one_line(tmp_path):
     one_line_error(result, ".skunet-state/drive-unet.pt: File too large", "free disk space")
     assert not (tmp_path / "models").exists()
     assert not list((tmp_path / ".skunet-state").iterdir())
-
-
-def test_a_long_cpu_training_says_up_front_how_long_it_takes(caplog):
-    from skunet.training import warn_if_long
-
-    with caplog.at_level("WARNING"):
-        assert warn_if_long(10.0, 4, 468, 50, "drive/skunet") == pytest.approx(58500.0)
-        assert warn_if_long(1.0, 4, 200, 2, "drive/unet") == pytest.approx(100.0)  # smoke-sized: quiet
-    (line,) = [r.getMessage() for r in caplog.records]
-    assert line.startswith("drive/skunet: at this CPU's 0.40 images/s its 50 epochs take about 16.2 h")
-    assert "skunet smoke --workdir DIR" in line and "in one piece or several" in line
-    caplog.clear()
-    with caplog.at_level("WARNING"):
-        warn_if_long(10.0, 4, 468, 50, "drive/skunet", lambda: 4.5)
-    assert "take about 16.2 h and the six trainings about 73 h" in caplog.records[0].getMessage()
-
-
-def test_the_six_trainings_are_weighed_by_flops_per_step():
-    """SKU-Net's two branches cost about twice U-Net's FLOPs, DropBlock none, and a step's FLOPs
-    grow with the pixels; so the six paper trainings, seen from DRIVE's U-Net, weigh (1 + 1 + s)
-    x (1 + (1008 / 592)^2) U-Net trainings, s SKU-Net's ratio."""
-    from skunet.config import load_params
-    from skunet.training import model_config, six_trainings_factor, step_flops
-
-    params = load_params(ROOT / "params.yaml")
-    unet = step_flops(model_config(params, "drive", "unet"), 592)
-    assert step_flops(model_config(params, "drive", "unet_dropblock"), 592) == unet
-    sk = step_flops(model_config(params, "drive", "skunet"), 592) / unet
-    assert 1.5 < sk < 2.5
-    chase = params["resize"]["chase"]["input_size"] / params["resize"]["drive"]["input_size"]
-    assert six_trainings_factor(params, "drive", "unet") == pytest.approx((2 + sk) * (1 + chase**2), rel=0.02)

@@ -1,6 +1,6 @@
 """Reproduced metrics against the published tables: cell by cell, with tolerances.
 
-The logic (:func:`compare`, :func:`flatten_for_dvc`, :func:`format_table`) is pure; the small file
+The logic (:func:`compare`, :func:`format_table`) is pure; the small file
 readers (:func:`load_reference`, :func:`load_reproduced`) and :func:`run_check`, which backs
 ``skunet check``, are kept apart from it.
 
@@ -21,8 +21,8 @@ import yaml
 from skunet.config import DATASETS, MODELS
 from skunet.errors import SkunetError
 
-# The paper's F1 ranking (Tables 3 and 4), best first.
-PAPER_RANKING = ("skunet", "unet_dropblock", "unet")
+# The paper's F1 ranking (Tables 3 and 4), best first: each model beats the one it builds on.
+PAPER_RANKING = MODELS[::-1]
 RANKING_METRIC = "f1"
 # Deltas are differences of decimals that binary floats cannot hold exactly
 # (0.8491 - 0.8291 = 0.020000000000000018): a delta equal to the tolerance on paper must pass.
@@ -269,7 +269,9 @@ def compare(
 
 
 def flatten_for_dvc(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The comparison as nested scalars only (DVC metrics drop lists and strings), booleans 0/1.
+    """The comparison as DVC's metrics file wants it (``metrics/compare.json``, for `dvc metrics
+    diff`): nested scalars only (DVC metrics drop lists and strings), booleans 0/1. Derived for
+    DVC alone: everything else reads the :func:`compare` result itself.
 
     Layout::
 
@@ -308,64 +310,29 @@ def flatten_for_dvc(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a result back (full or flattened) and printing it
-
-
-def _is_flat(result: Mapping[str, Any]) -> bool:
-    return "datasets" not in result
+# Printing a result
 
 
 def result_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per cell of a :func:`compare` result or of its :func:`flatten_for_dvc` form.
+    """One row per cell of a :func:`compare` result.
 
     Each row: ``dataset, model, metric, reproduced, published, delta, tolerance`` (numbers or
     None), ``pass`` (bool, None when missing) and ``missing`` (None, "reproduced", "published").
     """
-    rows: list[dict[str, Any]] = []
-    if not _is_flat(result):
-        for dataset, block in result["datasets"].items():
-            for model, metrics in block["cells"].items():
-                for metric, cell in metrics.items():
-                    rows.append({"dataset": dataset, "model": model, "metric": metric, **cell})
-        return rows
-    for dataset, entry in result.items():
-        if not isinstance(entry, Mapping):
-            continue
-        for model, metrics in entry.items():
-            if not isinstance(metrics, Mapping):
-                continue
-            for metric, cell in metrics.items():
-                missing = None
-                if cell.get("missing"):
-                    missing = "published" if "reproduced" in cell else "reproduced"
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "model": model,
-                        "metric": metric,
-                        "reproduced": cell.get("reproduced"),
-                        "published": cell.get("published"),
-                        "delta": cell.get("delta"),
-                        "tolerance": cell.get("tolerance"),
-                        "pass": None if missing else bool(cell.get("pass")),
-                        "missing": missing,
-                    }
-                )
-    return rows
+    return [
+        {"dataset": dataset, "model": model, "metric": metric, **cell}
+        for dataset, block in result["datasets"].items()
+        for model, metrics in block["cells"].items()
+        for metric, cell in metrics.items()
+    ]
 
 
 def ranking_lines(result: Mapping[str, Any]) -> list[str]:
     """One sentence per dataset on whether the paper's F1 ranking holds in the reproduction."""
     order = " > ".join(PAPER_RANKING)
     lines = []
-    if _is_flat(result):
-        datasets = {k: v for k, v in result.items() if isinstance(v, Mapping)}
-        holds_by = {d: e.get("ranking_holds") for d, e in datasets.items()}
-        values_by: dict[str, dict[str, Any]] = {d: {} for d in datasets}
-    else:
-        holds_by = {d: b["ranking"]["holds"] for d, b in result["datasets"].items()}
-        values_by = {d: b["ranking"]["values"] for d, b in result["datasets"].items()}
-    for dataset, holds in holds_by.items():
+    for dataset, block in result["datasets"].items():
+        holds, values = block["ranking"]["holds"], block["ranking"]["values"]
         if holds is None:
             lines.append(
                 f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) not checked: "
@@ -373,13 +340,8 @@ def ranking_lines(result: Mapping[str, Any]) -> list[str]:
             )
             continue
         verdict = "holds" if holds else "does NOT hold"
-        values = values_by.get(dataset) or {}
-        shown = ""
-        if all(values.get(m) is not None for m in PAPER_RANKING):
-            shown = " (" + ", ".join(f"{m} {values[m]:.4f}" for m in PAPER_RANKING) + ")"
-        lines.append(
-            f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict}{shown}"
-        )
+        shown = ", ".join(f"{m} {values[m]:.4f}" for m in PAPER_RANKING)
+        lines.append(f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict} ({shown})")
     return lines
 
 
@@ -402,10 +364,8 @@ def summary_line(result: Mapping[str, Any]) -> str:
 
 
 def format_table(result: Mapping[str, Any]) -> str:
-    """A Markdown table of every cell, then the ranking lines and a summary line.
-
-    Accepts a :func:`compare` result or its :func:`flatten_for_dvc` form.
-    """
+    """A Markdown table of every cell of a :func:`compare` result, then the ranking lines and a
+    summary line."""
     header = "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
     lines = [header, "|---|---|---|---:|---:|---:|---:|---|"]
     for row in result_rows(result):
@@ -421,9 +381,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     lines.append("")
     lines.extend(f"- {line}" for line in ranking_lines(result))
     lines.append("")
-    protocol = result.get("protocol")
-    prefix = f"protocol `{protocol}`: " if isinstance(protocol, str) else ""
-    lines.append(prefix + summary_line(result))
+    lines.append(f"protocol `{result['protocol']}`: " + summary_line(result))
     return "\n".join(lines) + "\n"
 
 

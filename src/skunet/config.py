@@ -1,171 +1,256 @@
-"""params.yaml: loading and validation against an explicit schema.
+"""The project's vocabulary and params.yaml: its schema, loading and validation.
 
-Every key is checked before any work starts, so a misspelled key or an out-of-range value stops a
-stage with one line naming the key and what is allowed, instead of a default silently used.
+Datasets, models and protocols are named here once; everything else imports them. The schema is
+a set of pydantic models: every key is checked before any work starts, so a misspelled key or an
+out-of-range value stops a stage with one line naming the key and what is allowed, instead of a
+default silently used. The network's settings (:class:`DropBlockSpec`, :class:`SKSpec`,
+:class:`ModelConfig`) are part of the same schema, so params.yaml, a checkpoint's recorded
+config and a network built by hand are checked by the same rules, with defaults in one place.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from skunet.errors import SkunetError
 
 DATASETS = ("drive", "chase")
+# The paper's order: each model adds one thing to the one before (Tables 3-4).
 MODELS = ("unet", "unet_dropblock", "skunet")
+# Which of MODELS have DropBlock after every convolution, and which the SK block.
+DROPBLOCK_MODELS = ("unet_dropblock", "skunet")
+SK_MODELS = ("skunet",)
 PROTOCOLS = ("paper", "fov")
 
-
-@dataclass(frozen=True)
-class Number:
-    """A number in an interval; `integer` requires an int."""
-
-    lo: float = -math.inf
-    hi: float = math.inf
-    lo_open: bool = False
-    hi_open: bool = False
-    integer: bool = False
-
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.lo == -math.inf and self.hi == math.inf:
-            return kind
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
-        return f"{kind} in {left}{self.lo}, {self.hi}{right}"
-
-    def ok(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if self.integer and not isinstance(value, int):
-            return False
-        if not math.isfinite(value):
-            return False
-        above = value > self.lo if self.lo_open else value >= self.lo
-        below = value < self.hi if self.hi_open else value <= self.hi
-        return above and below
+ModelName = Literal[MODELS]
 
 
-@dataclass(frozen=True)
-class OneOf:
-    choices: tuple[Any, ...]
-
-    def describe(self) -> str:
-        return "one of " + ", ".join(map(str, self.choices))
-
-    def ok(self, value: Any) -> bool:
-        return value in self.choices
+def _as_tuple(value: Any) -> Any:
+    """YAML and JSON give a pair as a list; the settings keep it as a tuple (hashable, frozen)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
-@dataclass(frozen=True)
-class Kind:
-    """Any value of a Python type (validated further by the code that uses it)."""
-
-    type_: type | tuple[type, ...]
-    name: str
-
-    def describe(self) -> str:
-        return self.name
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, self.type_) and not (
-            isinstance(value, bool) and self.type_ is not bool
-        )
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError(f"must be odd for 'same' padding, got {value}")
+    return value
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A list of two numbers."""
+class Schema(BaseModel):
+    """Unknown keys are errors, values keep their YAML type (no "2" for 2), settings never change."""
 
-    item: Number
-
-    def describe(self) -> str:
-        return f"a list of two numbers, each {self.item.describe()}"
-
-    def ok(self, value: Any) -> bool:
-        return isinstance(value, list) and len(value) == 2 and all(self.item.ok(v) for v in value)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-POSITIVE_INT = Number(lo=1, integer=True)
-NON_NEGATIVE_INT = Number(lo=0, integer=True)
-POSITIVE = Number(lo=0, lo_open=True)
-FRACTION_OPEN = Number(lo=0, hi=1, lo_open=True, hi_open=True)
-KEEP_PROB = Number(lo=0, hi=1, lo_open=True)
-BOOL = Kind(bool, "true or false")
-
-_UNET = {"lr": POSITIVE, "base_width": POSITIVE_INT, "depth": Number(lo=2, hi=8, integer=True)}
-_DROPBLOCK = {**_UNET, "block_size": POSITIVE_INT}
-_SKUNET = {
-    **_DROPBLOCK,
-    "sk_first_kernel": OneOf((1, 3, 5, 7)),
-    "sk_kernels": Pair(Number(lo=1, integer=True)),
-    "sk_dilations": Pair(Number(lo=1, integer=True)),
-    "sk_reduction": POSITIVE_INT,
-    "sk_min_dim": POSITIVE_INT,
-}
-
-SCHEMA: dict[str, Any] = {
-    "base": {"seed": NON_NEGATIVE_INT, "profile": OneOf(("paper", "smoke"))},
-    "download": {
-        ds: {"sources": Kind(list, "a list of sources"), "help": Kind(str, "a text")}
-        for ds in DATASETS
-    },
-    "resize": {ds: {"input_size": Number(lo=16, integer=True)} for ds in DATASETS},
-    # The transforms are validated where they are built (skunet.data.augment), with their names.
-    "augment": Kind(dict, "a mapping"),
-    "split": {"validation_fraction": FRACTION_OPEN, "mode": OneOf(("tail", "by_source"))},
-    "train": {
-        "common": {
-            "epochs": POSITIVE_INT,
-            "loss": OneOf(("bce",)),
-            "optimizer": OneOf(("adam",)),
-            "scheduler": {
-                "monitor": OneOf(("val_loss",)),
-                "factor": FRACTION_OPEN,
-                "patience": NON_NEGATIVE_INT,
-                "min_lr": Number(lo=0),
-            },
-            "max_train_samples": NON_NEGATIVE_INT,
-            "fast_path": BOOL,
-            "compile": BOOL,
-        },
-        **{ds: {"batch_size": POSITIVE_INT, "keep_prob": KEEP_PROB} for ds in DATASETS},
-    },
-    "models": {"unet": _UNET, "unet_dropblock": _DROPBLOCK, "skunet": _SKUNET},
-    "evaluate": {"threshold": FRACTION_OPEN, "curve_points": Number(lo=2, integer=True)},
-    "compare": {"tolerances": {m: Number(lo=0) for m in ("f1", "accuracy", "auc")}},
-}
+PositiveInt = Annotated[int, Field(ge=1)]
+OddInt = Annotated[int, Field(ge=1), AfterValidator(_odd)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]  # the open interval (0, 1)
+KeepProb = Annotated[float, Field(gt=0, le=1)]  # 1 turns DropBlock off
+OddPair = Annotated[tuple[OddInt, OddInt], BeforeValidator(_as_tuple)]
+PositivePair = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_as_tuple)]
 
 
+# ------------------------------------------------------------------------- the network's settings
+class DropBlockSpec(Schema):
+    """DropBlock after a convolution (Ghiasi et al. 2018; docs/paper.md, "DropBlock")."""
+
+    block_size: PositiveInt = 7  # side of the dropped squares (lost; SA-UNet lineage: 7)
+    keep_prob: KeepProb = 0.85  # fraction of units kept (paper: 0.85 DRIVE, 0.80 CHASE_DB1)
+
+
+class SKSpec(Schema):
+    """The selective kernel block's convolutions and attention (docs/paper.md, Eqs. 1-8)."""
+
+    first_kernel: OddInt = 3  # lost; 3x3 per the abstract's "standard convolutions" (SKNet: 1x1)
+    kernels: OddPair = (3, 3)  # the two branches (lost; SKNet: 3 and 3)
+    dilations: PositivePair = (1, 2)  # SKNet: 3x3 and 3x3 dilated (a 5x5 field)
+    reduction: PositiveInt = 16  # r of Eq. 5 (lost; SKNet)
+    min_dim: PositiveInt = 32  # L of Eq. 5 (lost; SKNet)
+
+
+Depth = Annotated[int, Field(ge=1, le=8)]  # levels; 2**(depth - 1) is the input size's multiple
+
+
+class ModelConfig(Schema):
+    """Everything that shapes a network (what `skunet.models.build_model` builds, what a checkpoint
+    records). `dropblock` and `sk` default to the values docs/paper.md settles on for the models
+    that have them and are refused for the others."""
+
+    name: ModelName
+    in_channels: PositiveInt = 3
+    base_width: PositiveInt = 16  # channels of the first level, doubling per level (lost; SA-UNet)
+    depth: Depth = 4  # 16-32-64-128 (lost; SA-UNet)
+    dropblock: DropBlockSpec | None = None
+    sk: SKSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_model(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("name") not in MODELS:
+            return data  # the field validators name what is wrong
+        data = dict(data)
+        for key, spec, models in (("dropblock", DropBlockSpec, DROPBLOCK_MODELS), ("sk", SKSpec, SK_MODELS)):
+            if data["name"] in models:
+                data.setdefault(key, spec())
+            elif data.get(key) is not None:
+                raise ValueError(f"{data['name']} has no {key}: leave it out")
+        return data
+
+
+# --------------------------------------------------------------------------------- params.yaml
+class DownloadParams(Schema):
+    sources: list[Any]  # checked where the sources are read (skunet.data.sources)
+    help: str
+
+
+class ResizeParams(Schema):
+    input_size: Annotated[int, Field(ge=16)]
+
+
+class SplitParams(Schema):
+    validation_fraction: Fraction
+    mode: Literal["tail", "by_source"]
+
+
+class SchedulerParams(Schema):
+    factor: Fraction
+    patience: Annotated[int, Field(ge=0)]
+    min_lr: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class TrainCommonParams(Schema):
+    epochs: PositiveInt
+    scheduler: SchedulerParams
+    max_train_samples: Annotated[int, Field(ge=0)]
+    fast_path: bool
+    compile: bool
+
+
+class TrainDatasetParams(Schema):
+    batch_size: PositiveInt
+
+
+def _per_dataset(name: str, value: Any, **others: Any) -> type[Schema]:
+    """A section with one key per dataset, each holding a `value` (and the `others` fields)."""
+    fields = {key: (annotation, ...) for key, annotation in others.items()}
+    return create_model(name, __base__=Schema, **fields, **{dataset: (value, ...) for dataset in DATASETS})
+
+
+TrainParams = _per_dataset("TrainParams", TrainDatasetParams, common=TrainCommonParams)
+
+
+class DropBlockParams(Schema):
+    block_size: PositiveInt
+    keep_prob: _per_dataset("KeepProbs", KeepProb)  # type: ignore[valid-type]
+
+
+class UNetParams(Schema):
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    base_width: PositiveInt
+    depth: Depth
+
+
+class UNetDropBlockParams(UNetParams):
+    dropblock: DropBlockParams
+
+
+def _written_out(spec: type[Schema]) -> type[Schema]:
+    """`spec` as a params.yaml section: the same keys and rules with every key required, so that
+    no default is taken silently."""
+    fields = {name: (Annotated[(info.annotation, *info.metadata)], ...) for name, info in spec.model_fields.items()}
+    return create_model(f"{spec.__name__}Params", __base__=Schema, **fields)
+
+
+class SKUNetParams(UNetDropBlockParams):
+    sk: _written_out(SKSpec)  # type: ignore[valid-type]
+
+
+ModelsParams = create_model(
+    "ModelsParams", __base__=Schema,
+    **{name: (section, ...) for name, section in zip(MODELS, (UNetParams, UNetDropBlockParams, SKUNetParams))},
+)
+
+
+class EvaluateParams(Schema):
+    threshold: Fraction
+    curve_points: Annotated[int, Field(ge=2)]
+
+
+class Tolerances(Schema):
+    f1: Annotated[float, Field(ge=0)]
+    accuracy: Annotated[float, Field(ge=0)]
+    auc: Annotated[float, Field(ge=0)]
+
+
+class CompareParams(Schema):
+    tolerances: Tolerances
+
+
+class BaseParams(Schema):
+    seed: Annotated[int, Field(ge=0)]
+    profile: Literal["paper", "smoke"]
+
+
+class Params(Schema):
+    base: BaseParams
+    download: _per_dataset("DownloadSections", DownloadParams)  # type: ignore[valid-type]
+    resize: _per_dataset("ResizeSections", ResizeParams)  # type: ignore[valid-type]
+    augment: dict[str, Any]  # the transforms are checked where they are built (skunet.data.augment)
+    split: SplitParams
+    train: TrainParams  # type: ignore[valid-type]
+    models: ModelsParams  # type: ignore[valid-type]
+    evaluate: EvaluateParams
+    compare: CompareParams
+
+
+def model_config(params: Mapping[str, Any], dataset: str, model: str) -> ModelConfig:
+    """The network `model` is trained as on `dataset`, from validated params: its section of
+    `models`, with DropBlock's keep rate for `dataset`."""
+    section = dict(params["models"][model])
+    section.pop("lr")
+    if "dropblock" in section:
+        drop = section["dropblock"]
+        section["dropblock"] = {"block_size": drop["block_size"], "keep_prob": drop["keep_prob"][dataset]}
+    return ModelConfig.model_validate({"name": model, **section})
+
+
+# ----------------------------------------------------------------------------------- validating
 def validate(params: Mapping[str, Any], source: str = "params.yaml") -> None:
     """Raise SkunetError naming the first key that is missing, unknown or out of range."""
-    _validate(params, SCHEMA, prefix="", source=source)
+    try:
+        Params.model_validate(params)
+    except ValidationError as err:
+        raise SkunetError(f"{source}: {describe(err, Params)}") from None
 
 
-def _validate(value: Any, schema: Any, prefix: str, source: str) -> None:
-    if isinstance(schema, dict):
-        if not isinstance(value, Mapping):
-            raise SkunetError(f"{source}: '{prefix}' must be a mapping with keys {', '.join(schema)}")
-        for key in value:
-            if key not in schema:
-                raise SkunetError(
-                    f"{source}: unknown key '{prefix}{key}' (allowed here: {', '.join(schema)});"
-                    " fix the spelling"
-                )
-        for key, sub in schema.items():
-            if key not in value:
-                raise SkunetError(f"{source}: missing key '{prefix}{key}'; add it (see README)")
-            _validate(value[key], sub, f"{prefix}{key}.", source)
-        return
-    if not schema.ok(value):
-        raise SkunetError(
-            f"{source}: {prefix.rstrip('.')} = {value!r} must be {schema.describe()}"
-        )
+def describe(err: ValidationError, schema: type[BaseModel]) -> str:
+    """The first problem of `err` in one line: the dotted key, the value and what is allowed."""
+    # an unknown key first: a misspelled key is also reported missing under its right name
+    first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(schema, loc[:-1]))
+        return f"unknown key '{key}' (allowed here: {allowed}); fix the spelling"
+    if first["type"] == "missing":
+        return f"missing key '{key}'; add it (see README)"
+    message = first["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    return f"{key} = {first['input']!r}: {message}" if key else message
+
+
+def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys allowed at `loc` inside `schema`."""
+    for part in loc:
+        annotation = schema.model_fields[part].annotation
+        # a section that may be absent (ModelConfig's specs) is `Spec | None`
+        schema = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)), annotation)
+    return list(schema.model_fields)
 
 
 class ParamsLoader(yaml.SafeLoader):

@@ -178,7 +178,7 @@ def _state_path(root: Path, training: str) -> Path:
 
 def _history(root: Path, training: str) -> list[dict[str, float]]:
     """A training's epochs, from its log (finished) or its resume state (in progress)."""
-    from skunet.training import read_log, read_resume_state
+    from skunet.checkpoints import read_log, read_resume_state
 
     dataset, model = training.split("-", 1)
     log_csv = root / "plots" / "train" / dataset / f"{model}.csv"
@@ -273,7 +273,7 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
     while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache" or "other
     data"."""
-    from skunet.training import dvc_data_md5
+    from skunet.checkpoints import dvc_data_md5
 
     runs = _training_runs(root)
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]

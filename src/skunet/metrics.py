@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-PROTOCOLS = ("paper", "fov")
+from skunet.config import PROTOCOLS
 SCORE_NAMES = ("f1", "accuracy", "sensitivity", "specificity", "precision", "iou", "mcc")
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
 

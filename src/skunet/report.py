@@ -1,15 +1,15 @@
 """Reports: the comparison as Markdown, the README's results section, and figures (matplotlib Agg).
 
-Every table here is generated from a :func:`skunet.compare.compare` result (or the flattened
-``metrics/compare.json``); nothing is typed by hand. Files are written to a temporary name in the
+Every table here is generated from :func:`skunet.compare.compare` results, one per protocol
+(``{protocol: result}``, as ``reports/results.json`` keeps them); nothing is typed by hand. Files are written to a temporary name in the
 target folder and moved into place, so an interrupted run never leaves half a report.
 
 ``context`` (used by the Markdown writers) says where the numbers come from; keys, all optional:
 ``run`` (a run or experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...),
 ``device`` (e.g. "NVIDIA H100"), ``torch`` (its version), ``augmented_with`` (the library
 versions that drew the augmentations), ``training_time`` (e.g. "12 min 5 s for 6 trainings"),
-``date``, ``source`` (the compare JSON's path, default ``metrics/compare.json``) and ``figures``
-(``{caption: path}`` or a list of paths). :func:`skunet.training.run_context` gives the first five.
+``date``, ``source`` (the results file's path, default ``reports/results.json``) and ``figures``
+(``{caption: path}`` or a list of paths). :func:`skunet.checkpoints.run_context` gives the first five.
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from skunet.atomic import atomic_file  # noqa: E402
 from skunet.compare import format_table, result_rows  # noqa: E402
+from skunet.config import PROTOCOLS  # noqa: E402
 from skunet.errors import SkunetError  # noqa: E402
 
+# The compare stage's results in full ({"run": context, "protocols": {protocol: result}}), read by
+# `skunet readme`; metrics/compare.json is derived from them for `dvc metrics diff`.
+RESULTS_JSON = Path("reports") / "results.json"
 COMPARE_JSON = Path("metrics") / "compare.json"
 
 PROTOCOL_TITLES = {
@@ -73,17 +77,6 @@ def _save_figure(fig: plt.Figure, path: Path | str, dpi: int = 120) -> Path:
 # Markdown
 
 
-def _by_protocol(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """One comparison (full or flattened) or ``{protocol: comparison, ...}`` as the latter.
-
-    Entries that are not comparisons (e.g. the ``run`` context kept in compare.json) are skipped.
-    """
-    if "n_cells" in results:
-        protocol = results.get("protocol")
-        return {protocol if isinstance(protocol, str) else "paper": results}
-    return {k: v for k, v in results.items() if isinstance(v, Mapping) and "n_cells" in v}
-
-
 def _provenance(context: Mapping[str, Any]) -> list[str]:
     run = context.get("run", "unknown")
     profile = context.get("profile", "unknown")
@@ -124,13 +117,11 @@ def _figure_links(figures: Any, base: Path) -> list[str]:
 
 
 def _tables(results: Mapping[str, Any], level: str) -> list[str]:
+    """One table per protocol of `results` ({protocol: result}), in PROTOCOLS order."""
     lines: list[str] = []
-    by_protocol = _by_protocol(results)
-    ordered = [p for p in PROTOCOL_TITLES if p in by_protocol]
-    ordered += [p for p in by_protocol if p not in PROTOCOL_TITLES]
-    for protocol in ordered:
-        lines += [f"{level} {PROTOCOL_TITLES.get(protocol, f'Protocol `{protocol}`')}", ""]
-        lines += [format_table(by_protocol[protocol]).rstrip("\n"), ""]
+    for protocol in (p for p in PROTOCOLS if p in results):
+        lines += [f"{level} {PROTOCOL_TITLES[protocol]}", ""]
+        lines += [format_table(results[protocol]).rstrip("\n"), ""]
     return lines
 
 
@@ -183,17 +174,17 @@ def training_time(training: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_markdown_report(
-    result: Mapping[str, Any],
+    results: Mapping[str, Any],
     path: Path | str,
     context: Mapping[str, Any],
     training: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write the comparison report: provenance, one table per protocol, rankings, the
-    trainings (when `training`, rows as :func:`skunet.training.training_summaries` gives them),
+    trainings (when `training`, rows as :func:`skunet.checkpoints.training_summaries` gives them),
     figure links.
 
-    `result` is one :func:`skunet.compare.compare` result or ``{protocol: result}`` for both
-    protocols (``paper`` is shown first). Figure links are relative to the report's folder.
+    `results` is ``{protocol: result}`` (``paper`` is shown first). Figure links are relative to
+    the report's folder.
     """
     path = Path(path)
     lines = ["# SKU-Net reproduction: results against the paper", ""]
@@ -203,7 +194,7 @@ def write_markdown_report(
         "doi:10.9708/jksci.2021.26.04.029.",
         "",
     ]
-    lines += _tables(result, "##")
+    lines += _tables(results, "##")
     if training:
         lines += _training_table(training)
     figures = _figure_links(context.get("figures"), path.parent)
@@ -212,14 +203,13 @@ def write_markdown_report(
     return _write_text(path, "\n".join(lines))
 
 
-def readme_results_section(compare_json: Mapping[str, Any], context: Mapping[str, Any]) -> str:
-    """Markdown for the README's results section, generated from ``metrics/compare.json``.
+def readme_results_section(results: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """Markdown for the README's results section, from ``{protocol: result}``.
 
-    `compare_json` is a comparison, full or flattened (:func:`skunet.compare.flatten_for_dvc`),
-    or ``{protocol: comparison}``. The section names the run, profile and device the numbers
-    come from, and says plainly when no paper-profile run exists yet.
+    The section names the run, profile and device the numbers come from, and says plainly when no
+    paper-profile run exists yet.
     """
-    source = context.get("source", "metrics/compare.json")
+    source = context.get("source", RESULTS_JSON.as_posix())
     lines = [
         "## Results",
         "",
@@ -227,35 +217,37 @@ def readme_results_section(compare_json: Mapping[str, Any], context: Mapping[str
         "",
     ]
     lines += _provenance(context) + [""]
-    by_protocol = _by_protocol(compare_json)
-    if not any(result_rows(r) for r in by_protocol.values()):
+    if not any(result_rows(r) for r in results.values()):
         lines += ["No metrics yet: run `dvc repro` to train and evaluate the models.", ""]
         return "\n".join(lines)
     lines += [
         "Reproduced vs published (Tables 3 and 4 of the paper); delta = reproduced - published.",
         "",
     ]
-    lines += _tables(compare_json, "###")
+    lines += _tables(results, "###")
     return "\n".join(lines)
 
 
-def results_section_from_files(root: Path | str) -> str:
-    """:func:`readme_results_section` from ``root/metrics/compare.json`` (``skunet readme``).
-
-    compare.json holds ``{"run": context, "paper": flattened, "fov": flattened}``; its ``run``
-    entry is the context. Raises SkunetError when the file is missing or unreadable.
-    """
-    path = Path(root) / COMPARE_JSON
+def read_results(root: Path | str) -> dict[str, Any]:
+    """``root/reports/results.json``, as the compare stage wrote it: ``{"run": context,
+    "protocols": {protocol: result}}``. Raises SkunetError when it is missing or unreadable."""
+    path = Path(root) / RESULTS_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SkunetError(f"{path} not found: run `dvc repro` (or `skunet smoke`) first") from None
     except (OSError, ValueError) as err:
-        raise SkunetError(f"{path}: not readable as JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise SkunetError(f"{path}: expected an object {{protocol: comparison, run: context}}")
+        raise SkunetError(f"{path}: not readable as JSON ({err}); run `dvc repro -f compare`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("protocols"), dict):
+        raise SkunetError(f"{path}: not the compare stage's results (no 'protocols'); run `dvc repro -f compare`")
+    return data
+
+
+def results_section_from_files(root: Path | str) -> str:
+    """:func:`readme_results_section` from ``root/reports/results.json`` (``skunet readme``)."""
+    data = read_results(root)
     context = data.get("run") if isinstance(data.get("run"), dict) else {}
-    return readme_results_section(data, {"source": COMPARE_JSON.as_posix(), **context})
+    return readme_results_section(data["protocols"], {"source": RESULTS_JSON.as_posix(), **context})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,12 +257,10 @@ def results_section_from_files(root: Path | str) -> str:
 def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
     """Reproduced vs published bars, one subplot per dataset, grouped by model x metric.
 
-    `result` is one comparison (full or flattened; with ``{protocol: result}`` the ``paper``
-    one is drawn). The published bars carry the tolerance as an error bar.
+    `result` is one :func:`skunet.compare.compare` result (the compare stage draws the ``paper``
+    protocol's). The published bars carry the tolerance as an error bar.
     """
-    by_protocol = _by_protocol(result)
-    single = by_protocol.get("paper") or next(iter(by_protocol.values()))
-    rows = result_rows(single)
+    rows = result_rows(result)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows)) or ["(no data)"]
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False, sharey=True
@@ -300,9 +290,7 @@ def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
         Patch(color="tab:red", label="reproduced, outside tolerance"),
     ]
     fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=3)
-    protocol = single.get("protocol")
-    if isinstance(protocol, str):
-        fig.suptitle(f"reproduced (protocol {protocol}) vs published")
+    fig.suptitle(f"reproduced (protocol {result['protocol']}) vs published")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save_figure(fig, path)
 
@@ -311,7 +299,7 @@ def plot_training_curves(training: Sequence[Mapping[str, Any]], path: Path | str
     """Training curves, one row per dataset: train (solid) and validation (dashed) loss, and
     validation F1, per epoch; a dot marks each model's checkpointed epoch.
 
-    `training` holds rows as :func:`skunet.training.training_summaries` gives them (``log``:
+    `training` holds rows as :func:`skunet.checkpoints.training_summaries` gives them (``log``:
     the per-epoch rows).
     """
     datasets = list(dict.fromkeys(row["dataset"] for row in training)) or ["(no trainings yet)"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from skunet.config import DropBlockSpec
 from skunet.models.dropblock import DropBlock2d
 
 __all__ = ["ConvReLU", "ConvDropBlockBNReLU", "UNetConvBlock", "DropBlockConvBlock"]
@@ -40,20 +41,13 @@ class ConvDropBlockBNReLU(nn.Sequential):
     Args:
         in_channels: input channels.
         out_channels: output channels.
+        drop: the DropBlock after the convolution.
         kernel_size: odd kernel size (3 in the conv blocks; configurable in the SK block).
         dilation: kernel dilation (the SK block's second branch uses 2).
-        block_size: DropBlock square side.
-        keep_prob: DropBlock keep rate; 1 disables it.
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        dilation: int = 1,
-        block_size: int = 7,
-        keep_prob: float = 0.85,
+        self, in_channels: int, out_channels: int, *, drop: DropBlockSpec, kernel_size: int = 3, dilation: int = 1
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
@@ -64,7 +58,7 @@ class ConvDropBlockBNReLU(nn.Sequential):
             dilation=dilation,
             bias=False,
         )
-        self.drop = DropBlock2d(block_size, keep_prob)
+        self.drop = DropBlock2d(drop)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
 
@@ -81,9 +75,7 @@ class UNetConvBlock(nn.Sequential):
 class DropBlockConvBlock(nn.Sequential):
     """One U-Net+DropBlock level: two `conv3x3 -> DropBlock -> BatchNorm -> ReLU` (paper Fig. 4)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, block_size: int = 7, keep_prob: float = 0.85
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, drop: DropBlockSpec) -> None:
         super().__init__()
-        self.conv1 = ConvDropBlockBNReLU(in_channels, out_channels, 3, 1, block_size, keep_prob)
-        self.conv2 = ConvDropBlockBNReLU(out_channels, out_channels, 3, 1, block_size, keep_prob)
+        self.conv1 = ConvDropBlockBNReLU(in_channels, out_channels, drop=drop)
+        self.conv2 = ConvDropBlockBNReLU(out_channels, out_channels, drop=drop)

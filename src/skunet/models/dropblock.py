@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from skunet.config import DropBlockSpec
+
 __all__ = ["DropBlock2d", "keep_mask", "keep_seeds", "seed_rate"]
 
 
@@ -81,19 +83,15 @@ class DropBlock2d(nn.Module):
     global torch RNG, so `torch.manual_seed` makes a run repeat.
 
     Args:
-        block_size: side of the dropped squares (paper: lost; SA-UNet lineage uses 7).
-        keep_prob: fraction of units kept, in (0, 1]; 1 makes the layer an identity
-            (paper: 0.85 on DRIVE, 0.80 on CHASE_DB1).
+        spec: block_size, the side of the dropped squares, and keep_prob, the fraction of units
+            kept, in (0, 1]; a keep_prob of 1 makes the layer an identity (defaults and ranges:
+            `skunet.config.DropBlockSpec`).
     """
 
-    def __init__(self, block_size: int = 7, keep_prob: float = 0.9) -> None:
+    def __init__(self, spec: DropBlockSpec) -> None:
         super().__init__()
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        if not 0.0 < keep_prob <= 1.0:
-            raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
-        self.block_size = block_size
-        self.keep_prob = float(keep_prob)
+        self.block_size = spec.block_size
+        self.keep_prob = spec.keep_prob
 
     def extra_repr(self) -> str:
         return f"block_size={self.block_size}, keep_prob={self.keep_prob}"

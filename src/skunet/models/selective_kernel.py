@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from skunet.config import DropBlockSpec, SKSpec
 from skunet.models.blocks import ConvDropBlockBNReLU
 
 __all__ = ["SelectiveKernelAttention", "SelectiveKernelBlock"]
@@ -39,7 +40,7 @@ class SelectiveKernelAttention(nn.Module):
         min_dim: L of Eq. (5), the smallest width of z.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, min_dim: int = 32) -> None:
+    def __init__(self, channels: int, *, reduction: int, min_dim: int) -> None:
         super().__init__()
         dim = max(channels // reduction, min_dim)  # Eq. 5: d = max(C / r, L)
         self.fc = nn.Linear(channels, dim, bias=False)  # W of Eq. 4
@@ -74,33 +75,20 @@ class SelectiveKernelBlock(nn.Module):
 
     Args:
         channels: C, channels in and out.
-        first_kernel: kernel of the first convolution (lost; 3 by default).
-        kernels: kernels of the two branches (lost; SKNet: 3 and 3).
-        dilations: dilations of the two branches (SKNet: 1 and 2, a 3x3 and a 5x5 field).
-        reduction: r of Eq. (5).
-        min_dim: L of Eq. (5).
-        block_size: DropBlock square side.
-        keep_prob: DropBlock keep rate; 1 disables it.
+        sk: the first kernel, the branches' kernels and dilations, r and L of Eq. (5)
+            (`skunet.config.SKSpec`; all lost in the paper's text, SKNet's values by default).
+        drop: the DropBlock after every convolution.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        first_kernel: int = 3,
-        kernels: tuple[int, int] = (3, 3),
-        dilations: tuple[int, int] = (1, 2),
-        reduction: int = 16,
-        min_dim: int = 32,
-        block_size: int = 7,
-        keep_prob: float = 0.85,
-    ) -> None:
+    def __init__(self, channels: int, *, sk: SKSpec, drop: DropBlockSpec) -> None:
         super().__init__()
-        drop = dict(block_size=block_size, keep_prob=keep_prob)
         # the three convolutions of Eq. 1: X' = conv_first(X), U1 = branch_a(X'), U2 = branch_b(X')
-        self.conv_first = ConvDropBlockBNReLU(channels, channels, first_kernel, 1, **drop)
-        self.branch_a = ConvDropBlockBNReLU(channels, channels, kernels[0], dilations[0], **drop)
-        self.branch_b = ConvDropBlockBNReLU(channels, channels, kernels[1], dilations[1], **drop)
-        self.attn = SelectiveKernelAttention(channels, reduction, min_dim)
+        self.conv_first = ConvDropBlockBNReLU(channels, channels, drop=drop, kernel_size=sk.first_kernel)
+        self.branch_a = ConvDropBlockBNReLU(channels, channels, drop=drop, kernel_size=sk.kernels[0],
+                                            dilation=sk.dilations[0])
+        self.branch_b = ConvDropBlockBNReLU(channels, channels, drop=drop, kernel_size=sk.kernels[1],
+                                            dilation=sk.dilations[1])
+        self.attn = SelectiveKernelAttention(channels, reduction=sk.reduction, min_dim=sk.min_dim)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -24,12 +24,14 @@ Departures from the paper:
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from skunet.config import DropBlockSpec, ModelConfig, SKSpec
 from skunet.models.blocks import ConvDropBlockBNReLU, DropBlockConvBlock, UNetConvBlock
 from skunet.models.selective_kernel import SelectiveKernelBlock
 
@@ -55,21 +57,14 @@ class UNetSkeleton(nn.Module):
 
     Args:
         level_block: builds a level's block from (in_channels, out_channels).
-        in_channels: channels of the input image.
-        base_width: channels of the first level; level i has base_width * 2**i.
-        depth: number of levels; there are depth - 1 poolings and as many up-convolutions.
+        config: in_channels (of the input image), base_width (channels of the first level; level i
+            has base_width * 2**i) and depth (levels: depth - 1 poolings and as many
+            up-convolutions), validated by `skunet.config.ModelConfig`.
     """
 
-    def __init__(
-        self, level_block: LevelBlock, in_channels: int, base_width: int, depth: int
-    ) -> None:
+    def __init__(self, level_block: LevelBlock, config: ModelConfig) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
-        if base_width < 1 or in_channels < 1:
-            raise ValueError(
-                f"base_width and in_channels must be positive, got {base_width} and {in_channels}"
-            )
+        in_channels, base_width, depth = config.in_channels, config.base_width, config.depth
         widths = [base_width * 2**i for i in range(depth)]
         self.depth = depth
         self.encoder = nn.ModuleList(
@@ -112,93 +107,30 @@ class SKUNetBlock(nn.Sequential):
     as one such unit, since the SK block that follows holds three more convolutions.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        block_size: int = 7,
-        keep_prob: float = 0.85,
-        sk_first_kernel: int = 3,
-        sk_kernels: tuple[int, int] = (3, 3),
-        sk_dilations: tuple[int, int] = (1, 2),
-        sk_reduction: int = 16,
-        sk_min_dim: int = 32,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, drop: DropBlockSpec, sk: SKSpec) -> None:
         super().__init__()
-        self.conv = ConvDropBlockBNReLU(in_channels, out_channels, 3, 1, block_size, keep_prob)
-        self.sk = SelectiveKernelBlock(
-            out_channels,
-            first_kernel=sk_first_kernel,
-            kernels=sk_kernels,
-            dilations=sk_dilations,
-            reduction=sk_reduction,
-            min_dim=sk_min_dim,
-            block_size=block_size,
-            keep_prob=keep_prob,
-        )
+        self.conv = ConvDropBlockBNReLU(in_channels, out_channels, drop=drop)
+        self.sk = SelectiveKernelBlock(out_channels, sk=sk, drop=drop)
 
 
 class UNet(UNetSkeleton):
     """Baseline U-Net (paper model 1): two `conv3x3 -> ReLU` per level. Returns logits."""
 
-    def __init__(self, in_channels: int = 3, base_width: int = 16, depth: int = 4) -> None:
-        super().__init__(UNetConvBlock, in_channels, base_width, depth)
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(UNetConvBlock, config)
 
 
 class UNetDropBlock(UNetSkeleton):
-    """U-Net+DropBlock (paper model 2): two `conv3x3 -> DropBlock -> BN -> ReLU` per level.
+    """U-Net+DropBlock (paper model 2): two `conv3x3 -> DropBlock -> BN -> ReLU` per level
+    (`config.dropblock`). Returns logits."""
 
-    Returns logits.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        base_width: int = 16,
-        depth: int = 4,
-        block_size: int = 7,
-        keep_prob: float = 0.85,
-    ) -> None:
-        def level_block(c_in: int, c_out: int) -> nn.Module:
-            return DropBlockConvBlock(c_in, c_out, block_size, keep_prob)
-
-        super().__init__(level_block, in_channels, base_width, depth)
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(partial(DropBlockConvBlock, drop=config.dropblock), config)
 
 
 class SKUNet(UNetSkeleton):
-    """SKU-Net (paper model 3, Fig. 3): every level is an `SKUNetBlock`. Returns logits.
+    """SKU-Net (paper model 3, Fig. 3): every level is an `SKUNetBlock`, with `config.dropblock`
+    after every convolution and `config.sk` shaping the SK blocks. Returns logits."""
 
-    Args:
-        in_channels, base_width, depth: as `UNetSkeleton`.
-        block_size, keep_prob: DropBlock settings of every convolution.
-        sk_first_kernel, sk_kernels, sk_dilations, sk_reduction, sk_min_dim: the SK block's first
-            kernel, branch kernels and dilations, r and L (see `SelectiveKernelBlock`).
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        base_width: int = 16,
-        depth: int = 4,
-        block_size: int = 7,
-        keep_prob: float = 0.85,
-        sk_first_kernel: int = 3,
-        sk_kernels: tuple[int, int] = (3, 3),
-        sk_dilations: tuple[int, int] = (1, 2),
-        sk_reduction: int = 16,
-        sk_min_dim: int = 32,
-    ) -> None:
-        def level_block(c_in: int, c_out: int) -> nn.Module:
-            return SKUNetBlock(
-                c_in,
-                c_out,
-                block_size,
-                keep_prob,
-                sk_first_kernel,
-                sk_kernels,
-                sk_dilations,
-                sk_reduction,
-                sk_min_dim,
-            )
-
-        super().__init__(level_block, in_channels, base_width, depth)
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(partial(SKUNetBlock, drop=config.dropblock, sk=config.sk), config)
