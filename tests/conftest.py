@@ -106,7 +106,7 @@ def fake_raw(folder: Path, dataset: str = "drive", size: tuple[int, int] | None 
         label[:, (n * 7) % w :: 9] = True  # vertical "vessels"
         image = np.where(label[..., None], 60, 180).astype(np.uint8).repeat(3, axis=2)
         fov = np.ones((h, w), bool)
-        samples[i] = RawSample(image, label, fov)
+        samples[i] = RawSample(image, label, fov, label_2nd=np.roll(label, 1, axis=1))  # a second tracing, one pixel off
     out = folder / "data" / "raw" / dataset
     write_raw(RawDataset(dataset, list(train), list(test), samples, "fake"), out)
     return out

@@ -156,3 +156,24 @@ def test_smoke_accepts_an_empty_folder_and_an_earlier_smoke_workspace(tmp_path):
     (earlier / "dvc.yaml").write_text("stages: {}\n")
     check_workdir(ROOT, earlier)
     check_workdir(ROOT, ROOT / ".smoke")
+
+
+@pytest.mark.slow
+def test_skunet_audit_prints_every_published_row_and_recomputes_its_verdicts(tmp_path):
+    """Offline, from published/paper.yaml: 20 rows with verdicts; a value changed to one no
+    evaluation can give (DRIVE accuracy 0.9999 beside F1 0.8291) turns its row inconsistent
+    everywhere: the verdicts are computed, never stored."""
+    reference = yaml.safe_load((ROOT / "published" / "paper.yaml").read_text())
+    reference["drive"]["skunet"]["accuracy"] = 0.9999
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(reference, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = {}
+    for name, path in (("published", ROOT / "published" / "paper.yaml"), ("changed", tmp_path / "paper.yaml")):
+        result = subprocess.run([sys.executable, "-m", "skunet", "audit", "--reference", str(path)],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        out[name] = [line for line in result.stdout.splitlines() if line.startswith(("| DRIVE |", "| CHASE_DB1 |"))]
+    assert len(out["published"]) == 20
+    assert "| DRIVE | 3 | skunet | 0.9699 | 0.8291 | ✓ | ✓ | ✗ | ✗ |" in out["published"][2]
+    assert out["changed"][2].startswith("| DRIVE | 3 | skunet | 0.9999 | 0.8291 | ✗ | ✗ | ✗ | ✗ |")
+    assert out["changed"][:2] == out["published"][:2] and out["changed"][3:] == out["published"][3:]

@@ -277,11 +277,11 @@ def test_format_table_lines():
     table = C.format_table(C.compare(reproduced, REFERENCE, TOL))
     lines = table.splitlines()
     assert lines[0] == (
-        "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
+        "| dataset | model | metric | reproduced | interval | published | delta | tolerance | pass |"
     )
-    assert "| drive | skunet | f1 | 0.9000 | 0.8291 | +0.0709 | 0.0200 | FAIL |" in lines
-    assert "| drive | unet | accuracy | 0.9682 | 0.9682 | +0.0000 | 0.0050 | pass |" in lines
-    assert "| chase | unet | f1 | - | 0.7927 | - | 0.0200 | missing reproduced |" in lines
+    assert "| drive | skunet | f1 | 0.9000 | - | 0.8291 | +0.0709 | 0.0200 | FAIL |" in lines
+    assert "| drive | unet | accuracy | 0.9682 | - | 0.9682 | +0.0000 | 0.0050 | pass |" in lines
+    assert "| chase | unet | f1 | - | - | 0.7927 | - | 0.0200 | missing reproduced |" in lines
     assert any(l.startswith("- drive:") and "does NOT hold" in l for l in lines)
     assert any(l.startswith("- chase:") and "not checked" in l for l in lines)
     assert "13/15 compared cells within tolerance" in lines[-1] and "3 missing" in lines[-1]
@@ -352,3 +352,37 @@ def test_run_check_malformed_metrics_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="unet.json"):
         C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
+
+
+def test_intervals_sit_beside_the_cells_and_say_whether_the_ranking_is_supported():
+    """The bootstrap's bounds join each reproduced cell, its differences and ranking verdict join
+    each dataset; pass and fail stay the tolerance rule's."""
+    import numpy as np
+
+    from skunet.uncertainty import model_intervals
+
+    rng = np.random.default_rng(0)
+    vessel = rng.integers(2000, 4000, 20)  # images of different difficulty, the same for all models
+    counts, hists = {}, {}
+    for model, skill in (("unet", 0.70), ("unet_dropblock", 0.75), ("skunet", 0.80)):
+        tp = (vessel * skill).astype(int)
+        fn, fp = vessel - tp, (vessel * (1 - skill) / 2).astype(int)
+        tn = 40_000 - vessel - fp
+        counts[model] = np.stack([tp, fp, fn, tn], axis=1)
+        h = np.zeros((20, 2, 256), np.int64)
+        h[:, 1, 200], h[:, 1, 50] = tp, fn  # vessel pixels found high, missed low
+        h[:, 0, 200], h[:, 0, 50] = fp, tn
+        counts[model], hists[model] = counts[model], h
+    boot = model_intervals(counts, hists, C.PAPER_RANKING, n_resamples=500, seed=0)
+    result = C.attach_intervals(C.compare(_exact_copy(), REFERENCE, TOL), {"drive": boot})
+    cell = result["datasets"]["drive"]["cells"]["skunet"]["f1"]
+    low, high = cell["interval"]
+    assert low < high and cell["pass"] is True  # the interval changes no verdict
+    assert result["datasets"]["drive"]["ranking"]["verdict"] == "supported"
+    assert "interval" not in result["datasets"]["chase"]["cells"]["skunet"]["f1"]
+    table = C.format_table(result)
+    assert "| dataset | model | metric | reproduced | 95% interval |" in table
+    assert f"| drive | skunet | f1 | 0.8291 | [{low:.4f}, {high:.4f}] |" in table
+    assert "is supported at 95%" in table and "500 resamples, seed 0" in table
+    flat = C.flatten_for_dvc(result)["drive"]["skunet"]["f1"]
+    assert (flat["ci_low"], flat["ci_high"]) == (low, high)

@@ -37,6 +37,11 @@ def _results():
     return {p: C.compare(reproduced, REFERENCE, TOL, protocol=p) for p in ("paper", "fov")}
 
 
+def _full(run, results=None, **extra):
+    """The compare stage's results as reports/results.json holds them."""
+    return {"run": run, "protocols": _results() if results is None else results, **extra}
+
+
 def _assert_png(path):
     assert path.is_file() and path.stat().st_size > 1000
     with Image.open(path) as im:
@@ -48,14 +53,12 @@ def test_write_markdown_report_both_protocols(tmp_path):
     results = _results()
     plots = tmp_path / "plots"
     figures = {"bars": plots / "bars.png", "ROC, DRIVE": plots / "roc.png"}
-    path = R.write_markdown_report(
-        results, tmp_path / "reports" / "report.md", {**PAPER, "figures": figures}
-    )
+    path = R.write_markdown_report(_full(PAPER, results), tmp_path / "reports" / "report.md", figures)
     text = path.read_text()
     assert "exp-def456" in text and "`paper`" in text and "NVIDIA H100" in text
     assert "No paper-profile run" not in text
     assert text.index("Protocol `paper`") < text.index("Protocol `fov`")
-    assert "| drive | skunet | f1 | 0.8251 | 0.8291 | -0.0040 | 0.0200 | pass |" in text
+    assert "| drive | skunet | f1 | 0.8251 | - | 0.8291 | -0.0040 | 0.0200 | pass |" in text
     assert "missing reproduced" in text
     assert "ranking (skunet > unet_dropblock > unet) holds" in text
     assert "![bars](../plots/bars.png)" in text
@@ -63,7 +66,7 @@ def test_write_markdown_report_both_protocols(tmp_path):
 
 
 def test_write_markdown_report_single_result_smoke(tmp_path):
-    path = R.write_markdown_report({"paper": _results()["paper"]}, tmp_path / "report.md", SMOKE)
+    path = R.write_markdown_report(_full(SMOKE, {"paper": _results()["paper"]}), tmp_path / "report.md")
     text = path.read_text()
     assert "No paper-profile run exists yet" in text and "`smoke`" in text
     assert "Protocol `fov`" not in text
@@ -116,29 +119,29 @@ def test_plot_qualitative(tmp_path):
 
 
 def test_readme_results_section_says_when_no_paper_run():
-    text = R.readme_results_section(_results(), SMOKE)
+    text = R.readme_results_section(_full(SMOKE))
     assert text.startswith("## Results")
     assert "No paper-profile run exists yet" in text
     assert "exp-abc123" in text and "CPU (2 cores)" in text and "`smoke`" in text
     assert "reports/results.json" in text
-    assert "| drive | skunet | f1 | 0.8251 | 0.8291 | -0.0040 | 0.0200 | pass |" in text
+    assert "| drive | skunet | f1 | 0.8251 | - | 0.8291 | -0.0040 | 0.0200 | pass |" in text
     assert "Protocol `fov`" in text
 
 
 def test_provenance_names_the_training_time():
-    text = R.readme_results_section(_results(), {**PAPER, "training_time": "12 min 5 s for 6 trainings"})
+    text = R.readme_results_section(_full({**PAPER, "training_time": "12 min 5 s for 6 trainings"}))
     assert "; training took 12 min 5 s for 6 trainings." in text
 
 
 def test_readme_results_section_paper_run():
-    text = R.readme_results_section({"paper": _results()["paper"]}, PAPER)
+    text = R.readme_results_section(_full(PAPER, {"paper": _results()["paper"]}))
     assert "No paper-profile run" not in text
     assert "exp-def456" in text and "NVIDIA H100" in text and "`paper`" in text
     assert "augmentations drawn with albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0" in text
 
 
 def test_readme_results_section_no_metrics():
-    text = R.readme_results_section({"paper": C.compare({}, {}, TOL)}, {})
+    text = R.readme_results_section(_full({}, {"paper": C.compare({}, {}, TOL)}))
     assert "No metrics yet" in text and "No paper-profile run exists yet" in text
 
 
@@ -146,7 +149,7 @@ def test_readme_results_section_no_metrics():
 def test_report_overwrites_in_place(tmp_path, name):
     path = tmp_path / name
     path.write_text("old")
-    R.write_markdown_report(_results(), path, PAPER)
+    R.write_markdown_report(_full(PAPER), path)
     assert path.read_text() != "old"
 
 
@@ -159,7 +162,7 @@ def test_results_section_from_files_reads_the_results(tmp_path):
     text = R.results_section_from_files(tmp_path)
     assert "No paper-profile run exists yet" in text and "torch 2.13" in text
     assert "Protocol `paper`" in text and "Protocol `fov`" in text
-    assert R.readme_results_section(_results(), {"source": "reports/results.json", **run}) == text
+    assert R.readme_results_section(data) == text
 
 
 def test_results_section_from_files_missing_or_foreign(tmp_path):
@@ -193,13 +196,13 @@ def test_format_duration(seconds, text):
 
 
 def test_report_lists_the_trainings(tmp_path):
-    text = R.write_markdown_report(_results(), tmp_path / "report.md", PAPER, TRAINING).read_text()
+    text = R.write_markdown_report(_full(PAPER), tmp_path / "report.md", None, TRAINING).read_text()
     assert "| drive | unet | 2 | 2 | 0.1234 | 0.8012 | 1 min 35 s | 47.5 s | NVIDIA H100 |" in text
     assert "| chase | skunet | 0 | 3 | 0.2000 |  | no log |  | NVIDIA H100 |" in text
     assert "1 min 35 s for 1 of 2 trainings (1 without a log)." in text
     assert R.training_time(TRAINING[:1]) == "1 min 35 s for 1 training"
     assert text.index("## Training") > text.index("Protocol `fov`")
-    assert "## Training" not in R.write_markdown_report(_results(), tmp_path / "r2.md", PAPER).read_text()
+    assert "## Training" not in R.write_markdown_report(_full(PAPER), tmp_path / "r2.md").read_text()
 
 
 @pytest.mark.parametrize("rows", [TRAINING, []])
@@ -208,18 +211,32 @@ def test_plot_training_curves(tmp_path, rows):
     _assert_png(path)
 
 
+def evaluated(root, dataset: str, model: str, seed: int = 0) -> dict:
+    """What the evaluate stage writes for `model` on the fake raw data under `root`: a noisy
+    version of each test label as the probability map, scored by the stage's own writer."""
+    from skunet.data.raw import load_manifest, read_png
+    from skunet.evaluation import write_evaluation
+
+    raw = root / "data" / "raw" / dataset
+    stems = load_manifest(raw)["test"]
+    labels = [read_png(raw / "labels" / f"{s}.png", "L", "") > 127 for s in stems]
+    fovs = [read_png(raw / "fov" / f"{s}.png", "L", "") > 127 for s in stems]
+    rng = np.random.default_rng(seed)
+    probs = [np.clip(0.7 * label + rng.uniform(0, 0.6, label.shape), 0, 1) for label in labels]
+    return write_evaluation(probs, labels, fovs, stems, root / "predictions" / dataset / model,
+                            root / "metrics" / dataset / f"{model}.json", root / "plots", f"{dataset}/{model}",
+                            threshold=0.5, curve_points=50)
+
+
 def _compare_project(tmp_path):
     """What the compare stage reads: one model's metrics, small raw data, published values; and
     the previous run's figures, report and compare.json."""
     write_params(tmp_path)
     (tmp_path / "published").mkdir()
     shutil.copy(ROOT / "published" / "paper.yaml", tmp_path / "published" / "paper.yaml")
-    metrics = tmp_path / "metrics" / "drive" / "unet.json"
-    metrics.parent.mkdir(parents=True)
-    values = {"f1": 0.80, "accuracy": 0.96, "auc": 0.97, "tp": 1, "fp": 1, "fn": 1, "tn": 1}
-    metrics.write_text(json.dumps({"paper": values, "fov": values}))
     for dataset in ("drive", "chase"):
         fake_raw(tmp_path, dataset, size=(48, 40))
+    evaluated(tmp_path, "drive", "unet")
     old = {tmp_path / "plots" / "figures" / "bars.png": b"old bars",
            tmp_path / "reports" / "report.md": b"old report",
            tmp_path / "metrics" / "compare.json": b"{}",
@@ -250,9 +267,30 @@ def test_compare_writes_figures_report_and_json_as_one(tmp_path):
     assert all(path.read_bytes() != content for path, content in old.items())
     report = (tmp_path / "reports" / "report.md").read_text()
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert "../plots/figures/bars.png" in links and len(links) == 6
+    assert "../plots/figures/bars.png" in links and len(links) == 7
     for link in links:
         _assert_png(tmp_path / "reports" / link)
     assert json.loads((tmp_path / "reports" / "results.json").read_text())["run"]["profile"] == "paper"
-    assert json.loads((tmp_path / "metrics" / "compare.json").read_text())["paper"]["drive"]["unet"]["f1"]["reproduced"] == 0.80
+    ours = json.loads((tmp_path / "metrics" / "drive" / "unet.json").read_text())["paper"]
+    cell = json.loads((tmp_path / "metrics" / "compare.json").read_text())["paper"]["drive"]["unet"]["f1"]
+    assert cell["reproduced"] == ours["f1"] and cell["ci_low"] <= ours["f1"] <= cell["ci_high"]
+    results = json.loads((tmp_path / "reports" / "results.json").read_text())
+    assert results["audit"]["self_audit"] == ["drive/unet/paper", "drive/unet/fov"]
+    assert len(results["audit"]["rows"]) == 20 and set(results["human"]) == {"drive", "chase"}
+    assert "Human reference" in report and "Audit: could the published numbers" in report
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_the_self_audit_fails_the_compare_stage_on_altered_counts(tmp_path):
+    """Our metrics must add up to the test set's pixels under the protocol they claim: a file
+    whose counts were altered (one vessel pixel moved to background) stops the compare stage."""
+    _compare_project(tmp_path)
+    _checkpoint(tmp_path / "models" / "drive" / "unet.pt")
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    content = json.loads(path.read_text())
+    content["paper"]["tn"] += 1
+    path.write_text(json.dumps(content))
+    line = one_line_error(run_stage("compare.py", cwd=tmp_path), "metrics/drive/unet.json: self-audit failed",
+                          "drive/paper: fp + tn", "dvc repro -f evaluate@drive-unet")
+    assert "\n" not in line

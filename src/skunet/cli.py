@@ -11,6 +11,11 @@
                                  allow, packed into DIR for the next machine (see skunet.lease)
     skunet take IN               put a lease's pieces into this checkout; then `dvc repro`
     skunet readme [--workdir D]  regenerate the README's results section from reports/results.json
+    skunet seeds queue N [N ...] the whole pipeline once per seed, queued as DVC experiments
+    skunet seeds collect         their metrics -> seeds/<profile>.json (mean, sd, range); then dvc repro
+    skunet audit [--reference F] [--json]
+                                 test every published row for consistency with each evaluation
+                                 mlscorecheck can test (offline); the compare stage runs it too
 """
 
 from __future__ import annotations
@@ -146,6 +151,47 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     return code
 
 
+def seeds(args: argparse.Namespace) -> int:
+    """`skunet seeds queue` and `skunet seeds collect`, in the project or a smoke workspace."""
+    from skunet import seeds as S
+
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise SkunetError(f"{root}: no dvc.yaml here; run `skunet seeds` in the project folder or a smoke workspace")
+    if args.seeds_command == "queue":
+        names = S.queue(args.seeds, root)
+        print(f"queued {', '.join(names)}; run them with `dvc queue start -j 2` (`dvc queue status` shows them),"
+              " then `skunet seeds collect`")
+        return 0
+    profile = load_params(root / "params.yaml")["base"]["profile"]
+    path = S.collect(root, profile)
+    summary = S.load_summary(path.parent, profile)
+    print(f"{path}: {len(summary['seeds'])} seeds ({', '.join(map(str, summary['seeds']))}); "
+          "`dvc repro` shows them in the report")
+    return 0
+
+
+def audit(reference: Path, as_json: bool = False) -> str:
+    """The audit of every row of `reference`: a verdict table (or JSON), then the sensitivity,
+    specificity and precision that the paper's rows consistent with pooled whole-image scoring
+    imply."""
+    import json
+
+    from skunet.audit import audit_reference, format_audit_table, format_implied_table, implied_cells
+
+    if not reference.is_file():
+        raise SkunetError(f"{reference}: not found; run in the project folder or pass --reference")
+    result = audit_reference(reference)
+    result["implied"] = implied_cells(result, {})
+    if as_json:
+        return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    text = f"Audit of {reference} ({result['checker']}):\n\n" + format_audit_table(result)
+    if result["implied"]:
+        text += ("\nImplied by the published accuracy and F1 (pooled, whole image, 1st annotator; "
+                 "interval: the rounding of the published digits):\n\n" + format_implied_table(result["implied"]))
+    return text
+
+
 def update_readme(root: Path, workdir: Path) -> None:
     """Replace the README's results section with one generated from `workdir`/reports/results.json."""
     from skunet.report import results_section_from_files
@@ -184,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     p_lease.add_argument("--take", type=Path, default=None, help="the folder an earlier lease wrote, if any")
     p_lease.add_argument("--reserve", type=float, default=None,
                          help="seconds kept back from the budget for packing and the transfer home (default 20)")
+    p_audit = sub.add_parser("audit", help="test the published numbers for consistency with the test sets")
+    p_audit.add_argument("--reference", type=Path, default=Path("published/paper.yaml"),
+                         help="the published rows (default: published/paper.yaml)")
+    p_audit.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p_seeds = sub.add_parser("seeds", help="the pipeline again with other seeds (DVC's queue), and the spread")
+    seeds_sub = p_seeds.add_subparsers(dest="seeds_command", required=True)
+    p_queue = seeds_sub.add_parser("queue", help="queue one experiment per seed: dvc exp run --queue -S base.seed=N")
+    p_queue.add_argument("seeds", type=int, nargs="+")
+    seeds_sub.add_parser("collect", help="summarize the finished seed experiments into seeds/<profile>.json")
     p_take = sub.add_parser("take", help="put the pieces a lease brought back into this checkout")
     p_take.add_argument("folder", type=Path, help="the folder the lease wrote (its --out)")
     args = parser.parse_args(argv)
@@ -201,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("lease", "take"):
         return lease_or_take(args)
+    if args.command == "seeds":
+        return seeds(args)
+    if args.command == "audit":
+        print(audit(args.reference, args.json), end="")
+        return 0
     root = project_root()
     update_readme(root, args.workdir or root)
     return 0

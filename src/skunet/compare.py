@@ -295,6 +295,8 @@ def flatten_for_dvc(result: Mapping[str, Any]) -> dict[str, Any]:
                 else:
                     slim = {k: cell[k] for k in ("reproduced", "published", "delta", "tolerance")}
                     slim["pass"] = int(bool(cell["pass"]))
+                if cell.get("interval"):
+                    slim["ci_low"], slim["ci_high"] = cell["interval"]
                 entry.setdefault(model, {})[metric] = slim
         holds = block["ranking"]["holds"]
         if holds is not None:
@@ -307,6 +309,46 @@ def flatten_for_dvc(result: Mapping[str, Any]) -> dict[str, Any]:
         all_pass=int(bool(result["all_pass"])),
     )
     return flat
+
+
+def attach_intervals(result: dict[str, Any], intervals: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`result` (a :func:`compare` result) with the bootstrap's view of each dataset
+    (`intervals`: ``{dataset: skunet.uncertainty.model_intervals(...)}``): each reproduced cell
+    gains ``interval`` ([low, high], 95% over resampled test images), each dataset block
+    ``differences`` (model A - model B, interval, p-value) and, with all three models,
+    ``ranking.verdict`` (supported / unresolved / contradicted at 95%). Pass and fail stay the
+    tolerance rule. Returns `result`, changed in place."""
+    result["bootstrap"] = None
+    for dataset, boot in intervals.items():
+        block = result["datasets"].get(dataset)
+        if block is None:
+            continue
+        result["bootstrap"] = {k: boot[k] for k in ("n_images", "n_resamples", "seed", "confidence", "method")}
+        for model, cells in block["cells"].items():
+            for metric, cell in cells.items():
+                bounds = boot["models"].get(model, {}).get(metric)
+                if bounds is not None and cell["reproduced"] is not None:
+                    cell["interval"] = [bounds["low"], bounds["high"]]
+        block["differences"] = boot["differences"]
+        if "ranking" in boot:
+            block["ranking"]["verdict"] = boot["ranking"]["verdict"]
+            block["ranking"]["sentence"] = boot["ranking"]["sentence"]
+    return result
+
+
+def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`result` with each cell's spread over seeds (`summary`: :func:`skunet.seeds.summarize`,
+    or None): ``seeds`` = {mean, sd, min, max, n}. Changed in place and returned."""
+    result["seeds"] = None if not summary else summary["seeds"]
+    for dataset, block in result["datasets"].items():
+        for model, cells in block["cells"].items():
+            for metric, cell in cells.items():
+                spread = (summary or {}).get("cells", {}).get(dataset, {}).get(model, {}) \
+                    .get(result["protocol"], {}).get(metric)
+                if spread:
+                    cell["seeds"] = {**{k: spread[k] for k in ("mean", "sd", "min", "max")},
+                                     "n": len(spread["values"])}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +383,10 @@ def ranking_lines(result: Mapping[str, Any]) -> list[str]:
             continue
         verdict = "holds" if holds else "does NOT hold"
         shown = ", ".join(f"{m} {values[m]:.4f}" for m in PAPER_RANKING)
-        lines.append(f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict} ({shown})")
+        line = f"{dataset}: paper's {RANKING_METRIC.upper()} ranking ({order}) {verdict} ({shown})"
+        if block["ranking"].get("sentence"):
+            line += "; " + block["ranking"]["sentence"]
+        lines.append(line)
     return lines
 
 
@@ -349,6 +394,16 @@ def _num(value: Any, signed: bool = False) -> str:
     if value is None:
         return "-"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _spread(seeds: Any) -> str:
+    if not seeds:
+        return " - |"
+    return f" {seeds['mean']:.4f} ± {seeds['sd']:.4f} [{seeds['min']:.4f}, {seeds['max']:.4f}] (n={seeds['n']}) |"
+
+
+def _interval(bounds: Any) -> str:
+    return "-" if not bounds else f"[{bounds[0]:.4f}, {bounds[1]:.4f}]"
 
 
 def summary_line(result: Mapping[str, Any]) -> str:
@@ -366,8 +421,12 @@ def summary_line(result: Mapping[str, Any]) -> str:
 def format_table(result: Mapping[str, Any]) -> str:
     """A Markdown table of every cell of a :func:`compare` result, then the ranking lines and a
     summary line."""
-    header = "| dataset | model | metric | reproduced | published | delta | tolerance | pass |"
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---|"]
+    boot = result.get("bootstrap")
+    level = f"{boot['confidence']:.0%} interval" if boot else "interval"
+    seeds = result.get("seeds")
+    over = f" over seeds: mean ± sd [min, max] |" if seeds else ""
+    header = f"| dataset | model | metric | reproduced | {level} |{over} published | delta | tolerance | pass |"
+    lines = [header, "|---|---|---|---:|---:|" + ("---:|" if seeds else "") + "---:|---:|---:|---|"]
     for row in result_rows(result):
         if row["missing"]:
             verdict = f"missing {row['missing']}"
@@ -375,12 +434,21 @@ def format_table(result: Mapping[str, Any]) -> str:
             verdict = "pass" if row["pass"] else "FAIL"
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['metric']} | {_num(row['reproduced'])} "
-            f"| {_num(row['published'])} | {_num(row['delta'], signed=True)} "
+            f"| {_interval(row.get('interval'))} |{_spread(row.get('seeds')) if seeds else ''} {_num(row['published'])} | {_num(row['delta'], signed=True)} "
             f"| {_num(row['tolerance'])} | {verdict} |"
         )
     lines.append("")
     lines.extend(f"- {line}" for line in ranking_lines(result))
     lines.append("")
+    if boot:
+        lines += [f"{level}: {boot['method']} interval of a paired bootstrap over the test images "
+                  f"(each resample draws the images with replacement and scores every model on them, "
+                  f"pooled; {boot['n_resamples']} resamples, seed {boot['seed']}); it describes the "
+                  "spread from the choice of test images, not from training again with another seed.", ""]
+    if seeds:
+        lines += [f"Over seeds: the whole pipeline run again with seeds {', '.join(map(str, seeds))} "
+                  "(`skunet seeds`, seeds/<profile>.json); the reproduced column is the run with "
+                  "params.yaml's seed.", ""]
     lines.append(f"protocol `{result['protocol']}`: " + summary_line(result))
     return "\n".join(lines) + "\n"
 

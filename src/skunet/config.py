@@ -187,8 +187,15 @@ class Tolerances(Schema):
     auc: Annotated[float, Field(ge=0)]
 
 
+class BootstrapParams(Schema):
+    n_resamples: Annotated[int, Field(ge=100)]
+    seed: Annotated[int, Field(ge=0)]
+    confidence: Fraction
+
+
 class CompareParams(Schema):
     tolerances: Tolerances
+    bootstrap: BootstrapParams
 
 
 class BaseParams(Schema):

@@ -59,28 +59,46 @@ def evaluate_model(
     curve_points: int,
     device: torch.device,
 ) -> dict[str, dict[str, float | int]]:
-    """Predict, save PNGs, write metrics JSON, per-image CSV and ROC / PR curves."""
+    """Predict the test images, then :func:`write_evaluation`."""
     stage = f"resize@{resized_dir.name}"
     images = read_array(resized_dir / "test_images.npy", stage)
     labels = read_array(resized_dir / "test_labels_native.npy", stage)
     fovs = read_array(resized_dir / "test_fov_native.npy", stage)
     meta = read_json(resized_dir / "meta.json", stage, keys=("test",))
     probs = [to_native(p, labels.shape[1:]) for p in predict(model, images, device)]
+    return write_evaluation(probs, list(labels), list(fovs), meta["test"], predictions_dir, metrics_path,
+                            plots_dir, name, threshold, curve_points)
+
+
+def write_evaluation(
+    probs: list[np.ndarray],
+    labels: list[np.ndarray],
+    fovs: list[np.ndarray],
+    stems: list[str],
+    predictions_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    name: str,
+    threshold: float,
+    curve_points: int,
+) -> dict[str, dict[str, float | int]]:
+    """Score native-resolution probability maps against their labels: the 8-bit prediction PNGs,
+    the metrics JSON (both protocols), the per-image table and the ROC / PR curves."""
     levels = [metrics.probability_to_uint8(p) for p in probs]  # what the PNGs hold
 
     with atomic_dir(predictions_dir) as tmp:
-        for stem, level in zip(meta["test"], levels):
+        for stem, level in zip(stems, levels):
             Image.fromarray(level).save(tmp / f"{stem}.png")
 
-    result = metrics.evaluate(list(labels), probs, list(fovs), threshold)
+    result = metrics.evaluate(labels, probs, fovs, threshold)
     with atomic_file(metrics_path) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
 
     _write_csv(plots_dir / "per_image" / f"{name}.csv",
-               metrics.per_image_metrics(list(labels), probs, list(fovs), meta["test"], threshold))
+               metrics.per_image_metrics(labels, probs, fovs, stems, threshold))
     # Curves for plots at the stored 8-bit resolution (what the PNGs hold; histogram-fast);
     # the AUC in the metrics file comes from the full-precision probabilities.
-    y = labels.ravel()
+    y = np.concatenate([np.asarray(label).ravel() for label in labels])
     all_levels = np.concatenate([level.ravel() for level in levels])
     for kind, curve in (("roc", metrics.roc_curve_points), ("pr", metrics.pr_curve_points)):
         points = curve(y, all_levels, curve_points)

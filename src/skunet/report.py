@@ -1,15 +1,16 @@
 """Reports: the comparison as Markdown, the README's results section, and figures (matplotlib Agg).
 
-Every table here is generated from :func:`skunet.compare.compare` results, one per protocol
-(``{protocol: result}``, as ``reports/results.json`` keeps them); nothing is typed by hand. Files are written to a temporary name in the
+Every table here is generated from the compare stage's results, as ``reports/results.json`` keeps
+them: ``{"run": context, "protocols": {protocol: skunet.compare.compare result}, "human":
+{dataset: {protocol: scores}}, "audit": skunet.audit.audit_reference result}`` (the last two
+optional); nothing is typed by hand. Files are written to a temporary name in the
 target folder and moved into place, so an interrupted run never leaves half a report.
 
-``context`` (used by the Markdown writers) says where the numbers come from; keys, all optional:
-``run`` (a run or experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...),
-``device`` (e.g. "NVIDIA H100"), ``torch`` (its version), ``augmented_with`` (the library
-versions that drew the augmentations), ``training_time`` (e.g. "12 min 5 s for 6 trainings"),
-``date``, ``source`` (the results file's path, default ``reports/results.json``) and ``figures``
-(``{caption: path}`` or a list of paths). :func:`skunet.checkpoints.run_context` gives the first five.
+The ``run`` context says where the numbers come from; keys, all optional: ``run`` (a run or
+experiment name, a git revision), ``profile`` (``paper``, ``smoke``, ...), ``device`` (e.g.
+"NVIDIA H100"), ``torch`` (its version), ``augmented_with`` (the library versions that drew the
+augmentations), ``training_time`` (e.g. "12 min 5 s for 6 trainings") and ``date``.
+:func:`skunet.checkpoints.run_context` gives the first five.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from skunet.atomic import atomic_file  # noqa: E402
+from skunet.audit import format_audit_table, format_implied_table  # noqa: E402
 from skunet.compare import format_table, result_rows  # noqa: E402
 from skunet.config import PROTOCOLS  # noqa: E402
 from skunet.errors import SkunetError  # noqa: E402
@@ -36,6 +38,9 @@ from skunet.errors import SkunetError  # noqa: E402
 # `skunet readme`; metrics/compare.json is derived from them for `dvc metrics diff`.
 RESULTS_JSON = Path("reports") / "results.json"
 COMPARE_JSON = Path("metrics") / "compare.json"
+AUDIT_JSON = Path("metrics") / "audit.json"
+HUMAN = "2nd observer"
+HUMAN_METRICS = ("f1", "accuracy", "sensitivity", "specificity")
 
 PROTOCOL_TITLES = {
     "paper": "Protocol `paper` (whole image, no FOV mask: the protocol the published numbers fit)",
@@ -116,12 +121,71 @@ def _figure_links(figures: Any, base: Path) -> list[str]:
     return lines
 
 
-def _tables(results: Mapping[str, Any], level: str) -> list[str]:
-    """One table per protocol of `results` ({protocol: result}), in PROTOCOLS order."""
+def _tables(full: Mapping[str, Any], level: str) -> list[str]:
+    """Per protocol (PROTOCOLS order): the comparison, the second observer's scores and the
+    differences between models."""
     lines: list[str] = []
+    results, human = full["protocols"], full.get("human") or {}
     for protocol in (p for p in PROTOCOLS if p in results):
         lines += [f"{level} {PROTOCOL_TITLES[protocol]}", ""]
         lines += [format_table(results[protocol]).rstrip("\n"), ""]
+        lines += _human_table(human, protocol) + _differences_table(results[protocol])
+    return lines
+
+
+def _human_table(human: Mapping[str, Any], protocol: str) -> list[str]:
+    """The human reference: the second observer's tracing scored against the first."""
+    if not human:
+        return []
+    lines = [f"Human reference: the {HUMAN}'s tracing scored against the first observer's, pooled over "
+             "the same test images (a binary map: no AUC).", "",
+             "| dataset | reference | " + " | ".join(HUMAN_METRICS) + " |",
+             "|---|---|" + "---:|" * len(HUMAN_METRICS)]
+    for dataset, by_protocol in human.items():
+        scores = by_protocol[protocol]
+        lines.append(f"| {dataset} | {HUMAN} | " + " | ".join(f"{scores[m]:.4f}" for m in HUMAN_METRICS) + " |")
+    return lines + [""]
+
+
+def _differences_table(result: Mapping[str, Any]) -> list[str]:
+    """Each model against the one before it in the paper's ranking, from the paired bootstrap."""
+    rows = [(dataset, d) for dataset, block in result["datasets"].items() for d in block.get("differences", [])]
+    if not rows:
+        return []
+    level = f"{result['bootstrap']['confidence']:.0%}"
+    lines = [f"Differences between models (paired over the same resampled test images; supported: the "
+             f"{level} interval excludes 0):", "",
+             f"| dataset | difference | metric | value | {level} interval | p | supported |",
+             "|---|---|---|---:|---:|---:|---|"]
+    # p is 0 when no resample crosses 0: all it says then is p < 2 / resamples
+    floor = 2 / result["bootstrap"]["n_resamples"]
+    for dataset, d in rows:
+        p = f"< {floor:.2g}" if d["p_value"] < floor else f"{d['p_value']:.3f}"
+        lines.append(f"| {dataset} | {d['a']} - {d['b']} | {d['metric']} | {d['value']:+.4f} | "
+                     f"[{d['low']:+.4f}, {d['high']:+.4f}] | {p} | {'yes' if d['supported'] else 'no'} |")
+    return lines + [""]
+
+
+def _audit_section(audit: Mapping[str, Any] | None, level: str) -> list[str]:
+    """The audit of the published numbers, the scores they imply, and the self-audit of ours."""
+    if not audit:
+        return []
+    lines = [f"{level} Audit: could the published numbers come from these test sets?", "",
+             "Each published row (Tables 3-6) tested with mlscorecheck for consistency with each "
+             "evaluation it can test: an inconsistent verdict proves the row was not computed that "
+             "way; a consistent one says it could have been.", "",
+             format_audit_table(audit).rstrip("\n"), ""]
+    if audit.get("implied"):
+        lines += ["Sensitivity, specificity and precision implied by the published accuracy and F1, "
+                  "for the paper's rows consistent with pooled whole-image scoring (interval: the "
+                  "rounding of the published digits), beside ours (protocol `paper`):", "",
+                  format_implied_table(audit["implied"]).rstrip("\n"), ""]
+    for line in audit.get("test_sets", []):
+        lines += [line, ""]
+    if audit.get("self_audit"):
+        lines += [f"Self-audit: our metrics passed the same test under the protocol they claim, their "
+                  f"counts adding up to the test set's vessel and background pixels "
+                  f"({len(audit['self_audit'])} files x protocols: {', '.join(audit['self_audit'])}).", ""]
     return lines
 
 
@@ -174,57 +238,58 @@ def training_time(training: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_markdown_report(
-    results: Mapping[str, Any],
+    full: Mapping[str, Any],
     path: Path | str,
-    context: Mapping[str, Any],
+    figures: Any = None,
     training: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """Write the comparison report: provenance, one table per protocol, rankings, the
-    trainings (when `training`, rows as :func:`skunet.checkpoints.training_summaries` gives them),
-    figure links.
+    """Write the comparison report: provenance, per protocol the comparison with intervals, the
+    human reference and the differences between models, the audit, the trainings (rows as
+    :func:`skunet.checkpoints.training_summaries` gives them) and the figures.
 
-    `results` is ``{protocol: result}`` (``paper`` is shown first). Figure links are relative to
-    the report's folder.
+    `full` is the compare stage's results (module docstring). Figure links (``{caption: path}``)
+    are relative to the report's folder.
     """
     path = Path(path)
     lines = ["# SKU-Net reproduction: results against the paper", ""]
-    lines += _provenance(context) + [""]
+    lines += _provenance(full.get("run") or {}) + [""]
     lines += [
         "Published values: Hwang, Moon, Kim (2021), Tables 3 (DRIVE) and 4 (CHASE_DB1), "
         "doi:10.9708/jksci.2021.26.04.029.",
         "",
     ]
-    lines += _tables(results, "##")
+    lines += _tables(full, "##")
+    lines += _audit_section(full.get("audit"), "##")
     if training:
         lines += _training_table(training)
-    figures = _figure_links(context.get("figures"), path.parent)
-    if figures:
-        lines += ["## Figures", ""] + figures + [""]
+    links = _figure_links(figures, path.parent)
+    if links:
+        lines += ["## Figures", ""] + links + [""]
     return _write_text(path, "\n".join(lines))
 
 
-def readme_results_section(results: Mapping[str, Any], context: Mapping[str, Any]) -> str:
-    """Markdown for the README's results section, from ``{protocol: result}``.
+def readme_results_section(full: Mapping[str, Any], source: str = RESULTS_JSON.as_posix()) -> str:
+    """Markdown for the README's results section, from the compare stage's results.
 
     The section names the run, profile and device the numbers come from, and says plainly when no
     paper-profile run exists yet.
     """
-    source = context.get("source", RESULTS_JSON.as_posix())
     lines = [
         "## Results",
         "",
         f"<!-- generated from {source} by skunet.report.readme_results_section; do not edit -->",
         "",
     ]
-    lines += _provenance(context) + [""]
-    if not any(result_rows(r) for r in results.values()):
+    lines += _provenance(full.get("run") or {}) + [""]
+    if not any(result_rows(r) for r in full["protocols"].values()):
         lines += ["No metrics yet: run `dvc repro` to train and evaluate the models.", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + _audit_section(full.get("audit"), "###"))
     lines += [
         "Reproduced vs published (Tables 3 and 4 of the paper); delta = reproduced - published.",
         "",
     ]
-    lines += _tables(results, "###")
+    lines += _tables(full, "###")
+    lines += _audit_section(full.get("audit"), "###")
     return "\n".join(lines)
 
 
@@ -245,53 +310,96 @@ def read_results(root: Path | str) -> dict[str, Any]:
 
 def results_section_from_files(root: Path | str) -> str:
     """:func:`readme_results_section` from ``root/reports/results.json`` (``skunet readme``)."""
-    data = read_results(root)
-    context = data.get("run") if isinstance(data.get("run"), dict) else {}
-    return readme_results_section(data["protocols"], {"source": RESULTS_JSON.as_posix(), **context})
+    return readme_results_section(read_results(root))
 
 
 # ---------------------------------------------------------------------------------------------
 # Figures
 
 
-def plot_bars(result: Mapping[str, Any], path: Path | str) -> Path:
+def plot_bars(result: Mapping[str, Any], path: Path | str, human: Mapping[str, Any] | None = None) -> Path:
     """Reproduced vs published bars, one subplot per dataset, grouped by model x metric.
 
     `result` is one :func:`skunet.compare.compare` result (the compare stage draws the ``paper``
-    protocol's). The published bars carry the tolerance as an error bar.
+    protocol's). The published bars carry the tolerance as an error bar, the reproduced ones their
+    bootstrap interval where there is one. With `human` (``{dataset: {protocol: scores}}``) the
+    second observer's F1 and accuracy close each subplot as hatched bars: the human reference.
     """
     rows = result_rows(result)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows)) or ["(no data)"]
+    protocol = result["protocol"]
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False, sharey=True
     )
     values = [v for r in rows for v in (r["reproduced"], r["published"]) if v is not None]
+    values += [s[protocol][m] for s in (human or {}).values() for m in ("f1", "accuracy")]
     low = max(0.0, min(values) - 0.05) if values else 0.0
     for ax, dataset in zip(axes[0], datasets):
         cells = [r for r in rows if r["dataset"] == dataset]
         x = np.arange(len(cells))
-        rep = [np.nan if r["reproduced"] is None else r["reproduced"] for r in cells]
+        rep = np.array([np.nan if r["reproduced"] is None else r["reproduced"] for r in cells])
         pub = [np.nan if r["published"] is None else r["published"] for r in cells]
         tol = [0.0 if r["tolerance"] is None else r["tolerance"] for r in cells]
-        ax.bar(x - 0.2, pub, 0.4, yerr=tol, capsize=2, color="0.65", label="published (± tol.)")
+        bounds = np.array([r.get("interval") or [v, v] for r, v in zip(cells, rep)], dtype=float).reshape(-1, 2)
+        spread = np.clip(np.stack([rep - bounds[:, 0], bounds[:, 1] - rep]), 0, None)
+        ax.bar(x - 0.2, pub, 0.4, yerr=tol, capsize=2, color="0.65")
         colours = ["tab:red" if r["pass"] is False else "tab:blue" for r in cells]
-        ax.bar(x + 0.2, rep, 0.4, color=colours, label="reproduced")
+        ax.bar(x + 0.2, rep, 0.4, yerr=np.nan_to_num(spread), capsize=2, color=colours)
         for xi, r in zip(x, cells):
             if r["missing"] == "reproduced":
                 ax.text(xi + 0.2, low, " not run", rotation=90, ha="center", va="bottom", size=7)
-        ax.set_xticks(x, [f"{r['model']}\n{r['metric']}" for r in cells], fontsize=7, rotation=45)
+        ticks = [f"{r['model']}\n{r['metric']}" for r in cells]
+        if human and dataset in human:
+            scores = human[dataset][protocol]
+            hx = np.arange(len(cells), len(cells) + 2)
+            ax.bar(hx, [scores["f1"], scores["accuracy"]], 0.4, color="white", edgecolor="tab:green", hatch="//")
+            x, ticks = np.concatenate([x, hx]), ticks + [f"{HUMAN}\nf1", f"{HUMAN}\naccuracy"]
+        ax.set_xticks(x, ticks, fontsize=7, rotation=45)
         ax.set_title(dataset)
         ax.set_ylim(low, 1.01)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("score")
+    level = f"{result['bootstrap']['confidence']:.0%} " if result.get("bootstrap") else ""
     handles = [
         Patch(color="0.65", label="published (error bar: tolerance)"),
-        Patch(color="tab:blue", label="reproduced, within tolerance"),
+        Patch(color="tab:blue", label=f"reproduced, within tolerance (error bar: {level}interval)"),
         Patch(color="tab:red", label="reproduced, outside tolerance"),
     ]
-    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=3)
-    fig.suptitle(f"reproduced (protocol {result['protocol']}) vs published")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    if human:
+        handles.append(Patch(facecolor="white", edgecolor="tab:green", hatch="//",
+                             label=f"{HUMAN} against the first (human reference)"))
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=2)
+    fig.suptitle(f"reproduced (protocol {protocol}) vs published")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return _save_figure(fig, path)
+
+
+def plot_differences(result: Mapping[str, Any], path: Path | str) -> Path:
+    """A forest plot of the differences between models (each against the one before it in the
+    paper's ranking), per dataset (rows) and metric (columns): the point and its bootstrap
+    interval; an interval clear of 0 (dashed) supports the difference."""
+    datasets = [d for d, block in result["datasets"].items() if block.get("differences")] or ["(no pairs yet)"]
+    metrics = list(dict.fromkeys(d["metric"] for block in result["datasets"].values()
+                                 for d in block.get("differences", []))) or ["f1"]
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.6 * len(metrics), 0.6 + 1.4 * len(datasets)),
+                             squeeze=False)
+    for row, dataset in zip(axes, datasets):
+        diffs = result["datasets"].get(dataset, {}).get("differences", [])
+        for ax, metric in zip(row, metrics):
+            shown = [d for d in diffs if d["metric"] == metric]
+            for y, d in enumerate(shown):
+                colour = "tab:blue" if d["supported"] else "0.5"
+                ax.errorbar(d["value"], y, xerr=[[d["value"] - d["low"]], [d["high"] - d["value"]]],
+                            fmt="o", color=colour, capsize=3)
+            ax.axvline(0, color="0.3", linestyle="--", linewidth=1)
+            ax.set_yticks(range(len(shown)), [f"{d['a']} - {d['b']}" for d in shown], fontsize=7)
+            ax.set_ylim(-0.7, max(len(shown), 1) - 0.3)
+            ax.set_title(f"{dataset}: {metric}", fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+    level = f"{result['bootstrap']['confidence']:.0%}" if result.get("bootstrap") else ""
+    fig.suptitle(f"differences between models, protocol {result['protocol']} ({level} paired bootstrap "
+                 "interval; blue: clear of 0)", fontsize=9)
+    fig.tight_layout()
     return _save_figure(fig, path)
 
 
