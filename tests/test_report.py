@@ -214,16 +214,20 @@ def test_plot_training_curves(tmp_path, rows):
 def evaluated(root, dataset: str, model: str, seed: int = 0) -> dict:
     """What the evaluate stage writes for `model` on the fake raw data under `root`: a noisy
     version of each test label as the probability map, scored by the stage's own writer."""
+    from skunet import metrics
     from skunet.data.raw import load_manifest, read_png
-    from skunet.evaluation import write_evaluation
+    from skunet.evaluation import save_level_png, write_evaluation
 
     raw = root / "data" / "raw" / dataset
     stems = load_manifest(raw)["test"]
     labels = [read_png(raw / "labels" / f"{s}.png", "L", "") > 127 for s in stems]
     fovs = [read_png(raw / "fov" / f"{s}.png", "L", "") > 127 for s in stems]
     rng = np.random.default_rng(seed)
-    probs = [np.clip(0.7 * label + rng.uniform(0, 0.6, label.shape), 0, 1) for label in labels]
-    return write_evaluation(probs, labels, fovs, stems, root / "predictions" / dataset / model,
+    levels = [metrics.probability_to_uint8(0.7 * label + rng.uniform(0, 0.3, label.shape)) for label in labels]
+    (root / "predictions" / dataset / model).mkdir(parents=True, exist_ok=True)
+    for stem, level in zip(stems, levels):
+        save_level_png(level, root / "predictions" / dataset / model / f"{stem}.png")
+    return write_evaluation([metrics.uint8_to_probability(level) for level in levels], labels, fovs, stems,
                             root / "metrics" / dataset / f"{model}.json", root / "plots", f"{dataset}/{model}",
                             threshold=0.5, curve_points=50)
 

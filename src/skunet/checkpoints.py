@@ -57,6 +57,7 @@ def save_checkpoint(path: Path, *, config: ModelConfig, train_config: Any, datas
         "best_val_loss": best["val_loss"],
         "data_md5": dvc_data_md5(dataset),
         "data_fingerprint": data.fingerprint,
+        "input_size": int(data.images.shape[1]),  # the square side the network was trained at
         "augmented_with": data.libraries,
         "torch_version": str(torch.__version__),
         "device": device,

@@ -91,7 +91,8 @@ def exit_on_error(main: F) -> F:
             with logging_redirect_tqdm():
                 return main(*args, **kwargs)
         except SkunetError as err:
-            print(f"error: {err}", file=sys.stderr)
+            for line in str(err).splitlines() or [""]:  # several problems: one line each
+                print(f"error: {line}", file=sys.stderr)
             raise SystemExit(2) from None
         except OSError as err:
             print(f"error: {os_error_line(err)}", file=sys.stderr)

@@ -1,0 +1,185 @@
+"""Score your own method's predictions under the paper's protocols (`skunet evaluate`).
+
+A folder of probability maps (8-bit or 16-bit PNG, or .npy arrays of probabilities) or binary
+masks, one per test image of DRIVE or CHASE_DB1, matched to the test images by id: a file whose
+name is the id (``01.png``) or starts with it and a separator (``01_test.png``,
+``Image_11L-prob.npy``). They are scored as they are, by the evaluate stage's own code
+(:func:`skunet.evaluation.write_evaluation`): the same metrics JSON (both protocols, counts),
+per-image table and curves; then set beside the paper's Tables 3-6 and audited as the published
+numbers are (:func:`skunet.audit.audit_scores`). Missing, extra, duplicated or mis-sized
+predictions are named in one line each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from skunet.atomic import atomic_file
+from skunet.audit import CONSISTENT, INCONSISTENT, audit_scores
+from skunet.compare import CONTEXT_KEYS, load_reference, read_yaml_file
+from skunet.config import DATASETS, PROTOCOLS
+from skunet.data.raw import load_manifest, read_png
+from skunet.errors import SkunetError, reason
+from skunet.evaluation import write_evaluation
+
+SUFFIXES = (".png", ".npy")
+SEPARATORS = ("_", "-", ".", " ")
+NAMES = {"drive": ("Table 3", "Table 5"), "chase": ("Table 4", "Table 6")}
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Prediction files matched to the test ids, and what did not match."""
+
+    files: dict[str, Path]
+    missing: list[str]
+    extra: list[Path]
+    duplicated: dict[str, list[Path]]
+
+
+def match(folder: Path, ids: list[str]) -> Matched:
+    """The prediction file of each test id in `folder` (see the module docstring for the rule);
+    the longest id wins where one id is the start of another."""
+    if not folder.is_dir():
+        raise SkunetError(f"{folder}: not a folder; give the folder that holds your predictions")
+    found: dict[str, list[Path]] = {i: [] for i in ids}
+    extra = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        owners = [i for i in ids if path.stem == i or any(path.stem.startswith(i + s) for s in SEPARATORS)]
+        if path.suffix.lower() in SUFFIXES and owners:
+            found[max(owners, key=len)].append(path)
+        else:
+            extra.append(path)
+    return Matched(
+        files={i: paths[0] for i, paths in found.items() if len(paths) == 1},
+        missing=[i for i, paths in found.items() if not paths],
+        extra=extra,
+        duplicated={i: paths for i, paths in found.items() if len(paths) > 1},
+    )
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A prediction file as float probabilities in [0, 1]: 8-bit PNG / 255, 16-bit PNG / 65535,
+    .npy floats as they are, uint8 / 255, uint16 / 65535, bools as 0 / 1."""
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("RGB", "RGBA"):
+                    bands = np.asarray(img.convert("RGB"))
+                    if not (bands == bands[..., :1]).all():
+                        raise SkunetError(f"{path}: a colour image; save the probability map as one grey channel")
+                    array = bands[..., 0]
+                else:
+                    array = np.asarray(img.convert("L") if img.mode in ("P", "1", "LA") else img)
+    except (OSError, ValueError, UnidentifiedImageError) as err:
+        raise SkunetError(f"{path}: unreadable ({reason(err)}); give an 8/16-bit PNG or a .npy array") from None
+    if array.ndim != 2:
+        raise SkunetError(f"{path}: shape {array.shape}; a prediction is one 2-D map per image")
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255)
+    if array.dtype in (np.uint16, np.int32) and path.suffix.lower() == ".png":  # PIL reads 16-bit PNGs as I;16 or I
+        return array.astype(np.float64) / 65535.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float64) / 65535.0
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise SkunetError(f"{path}: values outside [0, 1] (min {np.nanmin(array):.3g}, max "
+                              f"{np.nanmax(array):.3g}); give probabilities, e.g. after a sigmoid")
+        return array
+    raise SkunetError(f"{path}: dtype {array.dtype}; give probabilities (float), 8/16-bit levels or a bool mask")
+
+
+def published_rows(reference_path: Path, dataset: str) -> list[tuple[str, str, Mapping[str, float]]]:
+    """(table, method, scores) of every published row for `dataset`: the paper's models, then the
+    methods it quotes."""
+    main = load_reference(reference_path).get(dataset, {})
+    data = read_yaml_file(reference_path)
+    others = (data.get("others") or {}).get(dataset, {}) if isinstance(data, dict) else {}
+    own, quoted = NAMES[dataset]
+    return [(own, m, s) for m, s in main.items()] + [(quoted, m, s) for m, s in others.items()
+                                                       if m not in CONTEXT_KEYS]
+
+
+def comparison_table(result: Mapping[str, Any], rows: list[tuple[str, str, Mapping[str, float]]]) -> str:
+    """Yours under both protocols above every published row."""
+    lines = ["| method | source | F1 | accuracy | AUC |", "|---|---|---:|---:|---:|"]
+    for protocol in PROTOCOLS:
+        r = result[protocol]
+        lines.append(f"| **yours** | protocol `{protocol}` | {r['f1']:.4f} | {r['accuracy']:.4f} | {r['auc']:.4f} |")
+    for table, method, s in rows:
+        lines.append(f"| {method} | {table} | {s['f1']:.4f} | {s['accuracy']:.4f} | {s['auc']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def audit_table(dataset: str, result: Mapping[str, Any]) -> str:
+    """Your numbers, rounded as a paper prints them (4 digits), audited as the published ones are:
+    which evaluations could have given them."""
+    lines = ["| your numbers | consistent with | inconsistent with |", "|---|---|---|"]
+    for protocol in PROTOCOLS:
+        scores = {k: round(result[protocol][k], 4) for k in ("f1", "accuracy")}  # what the paper prints
+        verdicts = audit_scores(dataset, scores)["verdicts"]
+        yes = [label for label, v in verdicts.items() if v["verdict"] == CONSISTENT]
+        no = [label for label, v in verdicts.items() if v["verdict"] == INCONSISTENT]
+        lines.append(f"| protocol `{protocol}` | {'; '.join(yes) or '-'} | {'; '.join(no) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, reference: Path,
+                 threshold: float = 0.5, curve_points: int = 200) -> tuple[dict[str, Any], str, list[str]]:
+    """Score the predictions in `folder` against `dataset`'s test images in `raw_dir`; write
+    `out_dir`/metrics.json, plots/ and report.md. Returns (metrics, report text, notes: one
+    line per extra file). Missing, duplicated, unreadable or mis-sized predictions raise
+    SkunetError naming every one of them, one per line."""
+    if dataset not in DATASETS:
+        raise SkunetError(f"--dataset {dataset}: one of {', '.join(DATASETS)}")
+    if not (raw_dir / "manifest.json").is_file():
+        raise SkunetError(f"{raw_dir}: no test images here; run `dvc repro download@{dataset}` (or point --raw "
+                          "at a data/raw/<dataset> folder)")
+    ids = list(load_manifest(raw_dir)["test"])
+    matched = match(folder, ids)
+    problems = [f"{folder}: no prediction for test image {i}" for i in matched.missing]
+    problems += [f"{folder}: {len(paths)} predictions for test image {i}: {', '.join(p.name for p in paths)}"
+                 for i, paths in matched.duplicated.items()]
+    stage = f"download@{dataset}"
+    labels = {i: read_png(raw_dir / "labels" / f"{i}.png", "L", stage) > 127 for i in matched.files}
+    probs = {}
+    for i, path in matched.files.items():
+        try:
+            prob = read_prediction(path)
+        except SkunetError as err:
+            problems.append(str(err))
+            continue
+        if prob.shape != labels[i].shape:
+            problems.append(f"{path}: {prob.shape[1]} x {prob.shape[0]} px, test image {i} is "
+                            f"{labels[i].shape[1]} x {labels[i].shape[0]}; predict at the image's own size")
+            continue
+        probs[i] = prob
+    if problems:
+        raise SkunetError("\n".join(problems))
+    fovs = [read_png(raw_dir / "fov" / f"{i}.png", "L", stage) > 127 for i in ids]
+    result = write_evaluation([probs[i] for i in ids], [labels[i] for i in ids], fovs, ids,
+                              out_dir / "metrics.json", out_dir / "plots", dataset, threshold, curve_points)
+    binary = all(np.isin(probs[i], (0.0, 1.0)).all() for i in ids)
+    text = "\n".join([
+        f"# Your predictions on {dataset}, scored as the pipeline scores its own", "",
+        f"{len(ids)} test images from {folder}; threshold {threshold} (vessel where probability > it)"
+        + ("; binary masks, so the AUC is that of a single operating point" if binary else "") + ".", "",
+        comparison_table(result, published_rows(reference, dataset)),
+        "Your numbers, rounded to 4 digits as a paper prints them, audited as the published ones are "
+        "(`skunet audit`): which evaluations could have given them.", "",
+        audit_table(dataset, result),
+    ])
+    with atomic_file(out_dir / "report.md") as tmp:
+        tmp.write_text(text)
+    notes = [f"{path}: matches no test image of {dataset}; ignored" for path in matched.extra]
+    return result, text, notes
