@@ -157,6 +157,14 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     return code
 
 
+def _project_folder(command: str) -> Path:
+    """The current folder, which must hold the pipeline (the project, a copy or a smoke workspace)."""
+    root = Path.cwd()
+    if not (root / "dvc.yaml").is_file():
+        raise SkunetError(f"{root}: no dvc.yaml here; run `skunet {command}` in the project folder or a smoke workspace")
+    return root
+
+
 def _threshold(given: float | None) -> float:
     """--threshold, else the pipeline's (params.yaml in this folder), else 0.5."""
     if given is not None:
@@ -201,9 +209,7 @@ def seeds(args: argparse.Namespace) -> int:
     """`skunet seeds queue` and `skunet seeds collect`, in the project or a smoke workspace."""
     from skunet import seeds as S
 
-    root = Path.cwd()
-    if not (root / "dvc.yaml").is_file():
-        raise SkunetError(f"{root}: no dvc.yaml here; run `skunet seeds` in the project folder or a smoke workspace")
+    root = _project_folder("seeds")
     if args.seeds_command == "queue":
         names = S.queue(args.seeds, root)
         print(f"queued {', '.join(names)}; run them with `dvc queue start -j 2` (`dvc queue status` shows them),"
@@ -339,9 +345,7 @@ def lease_or_take(args: argparse.Namespace) -> int:
     """`skunet lease` and `skunet take`, run in the project folder (a copy without git will do)."""
     from skunet import lease
 
-    root = Path.cwd()
-    if not (root / "dvc.yaml").is_file():
-        raise SkunetError(f"{root}: no dvc.yaml here; run `skunet {args.command}` in the project folder")
+    root = _project_folder(args.command)
     if args.command == "lease":
         if args.budget <= 0:
             raise SkunetError(f"--budget {args.budget:g}: give the seconds this machine is lent for")
