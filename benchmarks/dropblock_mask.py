@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from skunet.config import ModelConfig
+from skunet.config import ModelConfig, load_params
 from skunet.models import build_model
 from skunet.models.dropblock import DropBlock2d, keep_seeds, seed_rate
 from skunet.training import forward_loss
@@ -71,7 +71,7 @@ def float_seeds_forward(self: DropBlock2d, x: Tensor) -> Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=592)
+    parser.add_argument("--size", type=int, default=None, help="input side (default: DRIVE's in params.yaml)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--reps", type=int, default=4, help="timed steps per variant")
     parser.add_argument("--models", nargs="+", default=["unet_dropblock", "skunet"])
@@ -79,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
 
     variants = {"max pool": max_pool_forward, "float seeds": float_seeds_forward, "current": DropBlock2d.forward}
+    args.size = args.size or load_params(Path(__file__).resolve().parents[1] / "params.yaml")["resize"]["drive"]["input_size"]
     x = torch.rand(args.batch, args.size, args.size, 3).permute(0, 3, 1, 2)  # as training feeds it
     y = (torch.rand(args.batch, 1, args.size, args.size) > 0.9).float()
     print(f"{torch.get_num_threads()} threads, {args.size} px, batch {args.batch}, median of {args.reps}")

@@ -63,7 +63,7 @@ def main() -> None:
         attach_intervals(results[protocol], by_dataset)
     seeds = load_summary(Path("seeds"), params["base"]["profile"])
     for result in results.values():
-        attach_seeds(result, seeds)
+        attach_seeds(result, seeds, params["base"]["seed"])
     audit = audit_reference(PUBLISHED)
     audit["implied"] = implied_cells(audit, reproduced)
     audit["self_audit"] = self_audited

@@ -336,9 +336,11 @@ def attach_intervals(result: dict[str, Any], intervals: Mapping[str, Mapping[str
     return result
 
 
-def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None) -> dict[str, Any]:
+def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None, seed: int | None = None) -> dict[str, Any]:
     """`result` with each cell's spread over seeds (`summary`: :func:`skunet.seeds.summarize`,
-    or None): ``seeds`` = {mean, sd, min, max, n}. Changed in place and returned."""
+    or None): ``seeds`` = {mean, sd, min, max, n}, and ``stale`` where the summary holds a value
+    for this run's own `seed` that is not the reproduced one (the seeds ran another version of the
+    code or data). Changed in place and returned."""
     result["seeds"] = None if not summary else summary["seeds"]
     for dataset, block in result["datasets"].items():
         for model, cells in block["cells"].items():
@@ -346,8 +348,10 @@ def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None) -> d
                 spread = (summary or {}).get("cells", {}).get(dataset, {}).get(model, {}) \
                     .get(result["protocol"], {}).get(metric)
                 if spread:
+                    own = spread["values"].get(str(seed))
+                    stale = own is not None and cell["reproduced"] is not None and own != cell["reproduced"]
                     cell["seeds"] = {**{k: spread[k] for k in ("mean", "sd", "min", "max")},
-                                     "n": len(spread["values"])}
+                                     "n": len(spread["values"]), "stale": stale}
     return result
 
 
@@ -399,7 +403,8 @@ def _num(value: Any, signed: bool = False) -> str:
 def _spread(seeds: Any) -> str:
     if not seeds:
         return " - |"
-    return f" {seeds['mean']:.4f} ± {seeds['sd']:.4f} [{seeds['min']:.4f}, {seeds['max']:.4f}] (n={seeds['n']}) |"
+    stale = ", STALE" if seeds.get("stale") else ""
+    return f" {seeds['mean']:.4f} ± {seeds['sd']:.4f} [{seeds['min']:.4f}, {seeds['max']:.4f}] (n={seeds['n']}{stale}) |"
 
 
 def _interval(bounds: Any) -> str:
@@ -448,7 +453,8 @@ def format_table(result: Mapping[str, Any]) -> str:
     if seeds:
         lines += [f"Over seeds: the whole pipeline run again with seeds {', '.join(map(str, seeds))} "
                   "(`skunet seeds`, seeds/<profile>.json); the reproduced column is the run with "
-                  "params.yaml's seed.", ""]
+                  "params.yaml's seed. STALE: the seeds gave this run's own seed another value, so they "
+                  "ran another version of the code or data; run `skunet seeds` again.", ""]
     lines.append(f"protocol `{result['protocol']}`: " + summary_line(result))
     return "\n".join(lines) + "\n"
 
