@@ -13,7 +13,8 @@ from conftest import ROOT
 from skunet import baseline as B
 from skunet import compare as C
 from skunet.config import DATASETS, MODELS
-from skunet.metrics import COUNT_NAMES, PROTOCOLS, SCORE_NAMES
+from skunet.config import PROTOCOLS
+from skunet.metrics import COUNT_NAMES, SCORE_NAMES
 
 
 def _metrics_file(f1: float) -> dict:

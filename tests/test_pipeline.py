@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, project_copy
+from conftest import project_copy
 from skunet.config import deep_merge
 
 pytestmark = pytest.mark.slow

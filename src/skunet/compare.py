@@ -429,7 +429,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     boot = result.get("bootstrap")
     level = f"{boot['confidence']:.0%} interval" if boot else "interval"
     seeds = result.get("seeds")
-    over = f" over seeds: mean ± sd [min, max] |" if seeds else ""
+    over = " over seeds: mean ± sd [min, max] |" if seeds else ""
     header = f"| dataset | model | metric | reproduced | {level} |{over} published | delta | tolerance | pass |"
     lines = [header, "|---|---|---|---:|---:|" + ("---:|" if seeds else "") + "---:|---:|---:|---|"]
     for row in result_rows(result):

@@ -144,9 +144,14 @@ def _per_dataset(name: str, value: Any, **others: Any) -> type[Schema]:
 TrainParams = _per_dataset("TrainParams", TrainDatasetParams, common=TrainCommonParams)
 
 
+KeepProbs = _per_dataset("KeepProbs", KeepProb)
+DownloadSections = _per_dataset("DownloadSections", DownloadParams)
+ResizeSections = _per_dataset("ResizeSections", ResizeParams)
+
+
 class DropBlockParams(Schema):
     block_size: PositiveInt
-    keep_prob: _per_dataset("KeepProbs", KeepProb)  # type: ignore[valid-type]
+    keep_prob: KeepProbs  # type: ignore[valid-type]
 
 
 class UNetParams(Schema):
@@ -205,8 +210,8 @@ class BaseParams(Schema):
 
 class Params(Schema):
     base: BaseParams
-    download: _per_dataset("DownloadSections", DownloadParams)  # type: ignore[valid-type]
-    resize: _per_dataset("ResizeSections", ResizeParams)  # type: ignore[valid-type]
+    download: DownloadSections  # type: ignore[valid-type]
+    resize: ResizeSections  # type: ignore[valid-type]
     augment: dict[str, Any]  # the transforms are checked where they are built (skunet.data.augment)
     split: SplitParams
     train: TrainParams  # type: ignore[valid-type]

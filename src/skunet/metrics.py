@@ -20,8 +20,6 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-
-from skunet.config import PROTOCOLS
 SCORE_NAMES = ("f1", "accuracy", "sensitivity", "specificity", "precision", "iou", "mcc")
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
 
