@@ -451,10 +451,12 @@ def format_table(result: Mapping[str, Any]) -> str:
                   f"pooled; {boot['n_resamples']} resamples, seed {boot['seed']}); it describes the "
                   "spread from the choice of test images, not from training again with another seed.", ""]
     if seeds:
+        stale = any((row.get("seeds") or {}).get("stale") for row in result_rows(result))
         lines += [f"Over seeds: the whole pipeline run again with seeds {', '.join(map(str, seeds))} "
                   "(`skunet seeds`, seeds/<profile>.json); the reproduced column is the run with "
-                  "params.yaml's seed. STALE: the seeds gave this run's own seed another value, so they "
-                  "ran another version of the code or data; run `skunet seeds` again.", ""]
+                  "params.yaml's seed." + (" STALE: the seeds gave this run's own seed another value, so "
+                                           "they ran another version of the code or data; run `skunet seeds` "
+                                           "again." if stale else ""), ""]
     lines.append(f"protocol `{result['protocol']}`: " + summary_line(result))
     return "\n".join(lines) + "\n"
 
