@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 
 # built beside, moved into place at the end: a failed build leaves the old tree as it was
 tmp=$(mktemp -d "$PWD/.lease-tree.XXXXXX") && trap 'rm -rf "$tmp"' EXIT
-scripts/wheelhouse.sh "$py_version" "$tmp/wheelhouse" "$have"
+# a lease trains; the compare stage's audit (mlscorecheck, its solver tens of MB) runs at home
+SKUNET_LEAVE_OUT="torch mlscorecheck" scripts/wheelhouse.sh "$py_version" "$tmp/wheelhouse" "$have"
 mkdir "$tmp/archives"
 cp "$mirror/DRIVE.zip" "$mirror/CHASEDB1.zip" "$tmp/archives/"
 

@@ -7,6 +7,9 @@
 #
 # HAVE_FILE (optional) lists what the GPU machine already has, one package per line (`pip freeze`
 # output works); those wheels are left out, which keeps the folder small enough to carry.
+# SKUNET_LEAVE_OUT (default "torch"): dependencies not to fetch at all; scripts/lease_tree.sh adds
+# mlscorecheck (the compare stage's audit, with its LP solver pulp: tens of MB), since a lease runs
+# the data stages and trainings and the comparison runs at home.
 # On the GPU machine, in the project folder, install the folder beside its own packages:
 #
 #   pip install --no-index --no-deps --target /opt/skunet-site OUT_DIR/*.whl
@@ -22,7 +25,9 @@ cd "$(dirname "$0")/.."   # the project, for pyproject.toml
 mapfile -t requirements < <(python3 - <<'PY'
 import re, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print("\n".join(d for d in deps if re.split(r"[<>=!~ ;\[]", d)[0].lower() != "torch"))
+import os
+leave_out = os.environ.get("SKUNET_LEAVE_OUT", "torch").lower().split()
+print("\n".join(d for d in deps if re.split(r"[<>=!~ ;\[]", d)[0].lower() not in leave_out))
 PY
 )
 
