@@ -15,7 +15,7 @@
     skunet seeds collect         their metrics -> seeds/<profile>.json (mean, sd, range); then dvc repro
     skunet predict CHECKPOINT IMAGE|FOLDER ... --out DIR [--fov] [--panel]
                                  segment your own fundus images with a trained checkpoint
-    skunet evaluate FOLDER --dataset drive|chase [--out DIR]
+    skunet evaluate FOLDER --dataset drive|chase --out DIR
                                  score your own predictions as the pipeline scores its own
     skunet audit [--reference F] [--json]
                                  test every published row for consistency with each evaluation
@@ -194,7 +194,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from skunet.score import score_folder
 
     raw = args.raw or Path("data/raw") / args.dataset
-    out = args.out or args.folder.with_name(args.folder.name + "-scored")
+    out = args.out
     reference = args.reference or next((p for p in (Path("published/paper.yaml"), PUBLISHED) if p.is_file()), PUBLISHED)
     if not reference.is_file():
         raise SkunetError(f"{reference}: not found; run in the project folder or pass --reference")
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("folder", type=Path, help="probability maps (8/16-bit PNG, .npy) or masks, one per test image")
     p_eval.add_argument("--dataset", required=True, choices=DATASETS)
     p_eval.add_argument("--raw", type=Path, default=None, help="the test images' folder (default: data/raw/<dataset>)")
-    p_eval.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>-scored)")
+    p_eval.add_argument("--out", type=Path, required=True,
+                        help="where to write metrics.json, plots/ and report.md (outside the pipeline's folders)")
     p_eval.add_argument("--threshold", type=float, default=None,
                         help="vessel where probability > this (default: params.yaml's evaluate.threshold, else 0.5)")
     p_eval.add_argument("--reference", type=Path, default=None,
