@@ -141,3 +141,29 @@ def test_predict_refuses_an_output_folder_it_cannot_write_in_one_line(project, t
     assert result.returncode == 2
     (line,) = errors(result)
     assert f"{tmp_path / 'a-file' / 'out'}: cannot write here" in line and "choose another --out" in line
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_folder_predict_writes_and_predict_skips_its_own_results(project):
+    """`skunet predict` into a folder inside its input, twice, then `skunet evaluate` on that folder:
+    the second run leaves its own results alone, evaluate takes each <id>_prob.png (its mask and
+    panel set aside) and gives the evaluate stage's metrics byte for byte."""
+    images = project / "data" / "raw" / "drive" / "images"
+    inputs = project / "inputs"
+    inputs.mkdir()
+    for stem in ("01", "02"):
+        (inputs / f"{stem}.png").write_bytes((images / f"{stem}.png").read_bytes())
+    for _ in range(2):
+        result = skunet("predict", "models/drive/unet.pt", str(inputs), "--out", str(inputs / "seg"), "--panel",
+                        cwd=project)
+        assert result.returncode == 0 and "2 of 2 images segmented" in result.stdout, result.stderr[-2000:]
+    assert sorted(p.name for p in (inputs / "seg").iterdir()) == [
+        f"{s}_{kind}.png" for s in ("01", "02") for kind in ("mask", "panel", "prob")]
+    result = skunet("evaluate", str(inputs / "seg"), "--dataset", "drive", "--out", str(project / "scored"),
+                    cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (project / "scored" / "metrics.json").read_bytes() == (project / "metrics/drive/unet.json").read_bytes()
+    result = skunet("evaluate", str(inputs / "seg"), "--dataset", "drive", "--out", str(project / "s2"),
+                    "--threshold", "127", cwd=project)
+    assert errors(result) == ["error: --threshold 127.0: give a probability in (0, 1) (maps are read as "
+                              "probabilities, 8-bit levels / 255)"]

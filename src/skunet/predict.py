@@ -56,13 +56,16 @@ class Prediction:
     error: str | None = None
 
 
-def image_files(inputs: Sequence[Path]) -> list[Path]:
-    """The image files named by `inputs` (files, or folders searched recursively), sorted within
-    each folder; a missing input or a folder without images is an error."""
+def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Path]:
+    """The image files named by `inputs` (files, or folders searched recursively, leaving out
+    anything under `out_dir`, this command's own results), sorted within each folder; a missing
+    input or a folder without images is an error."""
+    skip = out_dir.resolve() if out_dir is not None else None
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                           and not (skip and skip in p.resolve().parents))
             if not found:
                 raise SkunetError(f"{item}: no {', '.join(SUFFIXES)} files in this folder")
             files += found
@@ -99,13 +102,21 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def output_names(files: Sequence[Path]) -> dict[Path, str]:
-    """Each file's output stem: its own, or, where two files share one, its path below the files'
-    common folder, with '__' for '/'."""
+    """Each file's output stem: its own; where two files share one, its path below the files'
+    common folder with '__' for '/'; where even that clashes (01.png beside 01.tif), with its
+    suffix too (01_tif)."""
+    def unique(names: list[str]) -> bool:
+        return len(set(names)) == len(names)
+
     stems = [f.stem for f in files]
-    if len(set(stems)) == len(stems):
+    if unique(stems):
         return dict(zip(files, stems))
     common = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-    return {f: "__".join(f.resolve().relative_to(common).with_suffix("").parts) for f in files}
+    paths = [f.resolve().relative_to(common) for f in files]
+    names = ["__".join(p.with_suffix("").parts) for p in paths]
+    if not unique(names):
+        names = ["__".join(p.parts).replace(".", "_") for p in paths]
+    return dict(zip(files, names))
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -134,7 +145,7 @@ def segment(
     if not isinstance(size, int):
         raise SkunetError(f"{checkpoint}: records no input size (written before it was recorded); "
                           "re-run its train stage (`dvc repro -f train@<dataset>-<model>`)")
-    files = image_files(inputs)
+    files = image_files(inputs, out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(out_dir / ".skunet-write-test"):

@@ -55,7 +55,7 @@ def first_test_image(raw_dir: Path, predictions_dir: Path) -> dict[str, Any]:
         "image": read_png(raw_dir / "images" / f"{stem}.png", "RGB", stage),
         "label": read_png(raw_dir / "labels" / f"{stem}.png", "L", stage) > 127,
         "fov": read_png(raw_dir / "fov" / f"{stem}.png", "L", stage) > 127,
-        "predictions": [(model, read_png(png, "L", f"evaluate@{dataset}-{model}") / 255.0)
+        "predictions": [(model, metrics.uint8_to_probability(read_png(png, "L", f"evaluate@{dataset}-{model}")))
                         for model, png in pngs.items() if png.is_file()],
     }
 

@@ -29,6 +29,8 @@ from skunet.evaluation import write_evaluation
 
 SUFFIXES = (".png", ".npy")
 SEPARATORS = ("_", "-", ".", " ")
+# what `skunet predict` writes beside <id>_prob.png: set aside when the probability map is there
+PREDICT_COMPANIONS = ("mask", "fov", "panel")
 NAMES = {"drive": ("Table 3", "Table 5"), "chase": ("Table 4", "Table 6")}
 
 
@@ -55,6 +57,12 @@ def match(folder: Path, ids: list[str]) -> Matched:
             found[max(owners, key=len)].append(path)
         else:
             extra.append(path)
+    for i, paths in found.items():  # `skunet predict`'s folder: <id>_prob.png beside its mask and others
+        probs = [p for p in paths if p.stem == f"{i}_prob"]
+        companions = {f"{i}_{kind}" for kind in PREDICT_COMPANIONS}
+        if len(paths) > 1 and len(probs) == 1 and all(p.stem in companions for p in paths if p != probs[0]):
+            extra += [p for p in paths if p != probs[0]]
+            found[i] = probs
     return Matched(
         files={i: paths[0] for i, paths in found.items() if len(paths) == 1},
         missing=[i for i, paths in found.items() if not paths],
@@ -72,31 +80,32 @@ def read_prediction(path: Path) -> np.ndarray:
         else:
             with Image.open(path) as img:
                 img.load()
-                if img.mode in ("RGB", "RGBA"):
+                if img.mode in ("RGB", "RGBA", "P"):  # a palette may hold colours: the same check
                     bands = np.asarray(img.convert("RGB"))
                     if not (bands == bands[..., :1]).all():
                         raise SkunetError(f"{path}: a colour image; save the probability map as one grey channel")
                     array = bands[..., 0]
                 else:
-                    array = np.asarray(img.convert("L") if img.mode in ("P", "1", "LA") else img)
+                    array = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
     except (OSError, ValueError, UnidentifiedImageError) as err:
         raise SkunetError(f"{path}: unreadable ({reason(err)}); give an 8/16-bit PNG or a .npy array") from None
     if array.ndim != 2:
         raise SkunetError(f"{path}: shape {array.shape}; a prediction is one 2-D map per image")
-    if array.dtype == bool:
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "b":
         return array.astype(np.float32)
-    if array.dtype == np.uint8:
+    if kind == "u" and size == 1:
         return array.astype(np.float32) / np.float32(255)
-    if array.dtype in (np.uint16, np.int32) and path.suffix.lower() == ".png":  # PIL reads 16-bit PNGs as I;16 or I
-        return array.astype(np.float64) / 65535.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float64) / 65535.0
-    if np.issubdtype(array.dtype, np.floating):
+    if kind in "ui" and (size == 2 or (kind == "i" and path.suffix.lower() == ".png")):
+        return array.astype(np.float64) / 65535.0  # 16-bit levels (PIL reads some 16-bit PNGs as int32)
+    if kind in "ui" and np.isin(array, (0, 1)).all():
+        return array.astype(np.float32)  # a 0/1 mask
+    if kind == "f":
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
             raise SkunetError(f"{path}: values outside [0, 1] (min {np.nanmin(array):.3g}, max "
                               f"{np.nanmax(array):.3g}); give probabilities, e.g. after a sigmoid")
-        return array
-    raise SkunetError(f"{path}: dtype {array.dtype}; give probabilities (float), 8/16-bit levels or a bool mask")
+        return array.astype(np.float64)
+    raise SkunetError(f"{path}: dtype {array.dtype}; give probabilities (float), 8/16-bit levels or a 0/1 mask")
 
 
 def published_rows(reference_path: Path, dataset: str) -> list[tuple[str, str, Mapping[str, float]]]:
@@ -142,6 +151,9 @@ def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, refer
     SkunetError naming every one of them, one per line."""
     if dataset not in DATASETS:
         raise SkunetError(f"--dataset {dataset}: one of {', '.join(DATASETS)}")
+    if not 0 < threshold < 1:
+        raise SkunetError(f"--threshold {threshold}: give a probability in (0, 1) (maps are read as probabilities, "
+                          "8-bit levels / 255)")
     if not (raw_dir / "manifest.json").is_file():
         raise SkunetError(f"{raw_dir}: no test images here; run `dvc repro download@{dataset}` (or point --raw "
                           "at a data/raw/<dataset> folder)")

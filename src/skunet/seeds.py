@@ -115,7 +115,8 @@ def collect(cwd: Path, profile: str) -> Path:
     ``seeds/<profile>.json`` (written whole, atomically); returns its path."""
     from skunet.atomic import atomic_file
 
-    runs = runs_from_exp_show(json.loads(_dvc(["exp", "show", "--json", "--all-commits"], cwd) or "[]"))
+    # the experiments of this commit only: seeds run on older code or params are not this spread
+    runs = runs_from_exp_show(json.loads(_dvc(["exp", "show", "--json"], cwd) or "[]"))
     if not runs:
         raise SkunetError(f"{cwd}: no finished experiment named {PREFIX}<n>; run `skunet seeds queue` and "
                           "`dvc queue start` first (`dvc queue status` shows how they stand)")
