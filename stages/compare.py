@@ -41,7 +41,7 @@ from skunet.report import (
     training_time,
     write_markdown_report,
 )
-from skunet.results import bootstrap_intervals, first_test_image, roc_curves, second_observer, test_pixels, test_stems
+from skunet.results import bootstrap_intervals, first_test_image, read_test_set, roc_curves, second_observer, test_pixels
 from skunet.seeds import load_summary
 
 PUBLISHED = Path("published/paper.yaml")
@@ -54,11 +54,11 @@ def main() -> None:
     params = load_params()
     reference = load_reference(PUBLISHED)
     reproduced = load_reproduced("metrics", reference)
-    stems = {d: test_stems(Path("data/raw") / d) for d in DATASETS}
-    pixels = {d: test_pixels(Path("data/raw") / d, stems[d]) for d in DATASETS}
+    tests = {d: read_test_set(Path("data/raw") / d) for d in DATASETS}  # each label read once
+    pixels = {d: test_pixels(tests[d]) for d in DATASETS}
     self_audited = check_own_metrics(reproduced, pixels, Path("metrics"))  # raises when ours miscount
     results = {p: compare(reproduced, reference, params["compare"]["tolerances"], protocol=p) for p in PROTOCOLS}
-    for protocol, by_dataset in bootstrap_intervals(Path("."), reproduced, PAPER_RANKING,
+    for protocol, by_dataset in bootstrap_intervals(Path("."), tests, reproduced, PAPER_RANKING,
                                                     params["compare"]["bootstrap"]).items():
         attach_intervals(results[protocol], by_dataset)
     seeds = load_summary(Path("seeds"), params["base"]["profile"])
@@ -68,7 +68,7 @@ def main() -> None:
     audit["implied"] = implied_cells(audit, reproduced)
     audit["self_audit"] = self_audited
     audit["test_sets"] = compare_test_sets(pixels)
-    human = {d: h for d in DATASETS if (h := second_observer(Path("data/raw") / d, stems[d])) is not None}
+    human = {d: h for d in DATASETS if (h := second_observer(tests[d])) is not None}
 
     # The figures, the report that links them and the results files are one result: all are
     # written beside their places and moved there together at the end, so a stage that fails part
@@ -87,7 +87,7 @@ def main() -> None:
         for dataset in DATASETS:
             plot_roc(roc_curves(Path("plots/roc"), dataset, reproduced), dataset,
                      figure(f"ROC, {dataset}", f"roc_{dataset}.png"))
-            shown = first_test_image(Path("data/raw") / dataset, Path("predictions") / dataset)
+            shown = first_test_image(tests[dataset], Path("predictions") / dataset)
             plot_qualitative(shown["image"], shown["predictions"], shown["label"], shown["fov"],
                              figure(f"Predictions, {dataset}", f"qualitative_{dataset}.png"),
                              title=f"{dataset} test image {shown['stem']}",

@@ -280,7 +280,7 @@ def audit_scores(
 # The published tables
 
 
-def _reference_rows(data: Any, where: Path) -> list[tuple[str, str, int, dict[str, float]]]:
+def reference_rows(data: Any, where: Path) -> list[tuple[str, str, int, dict[str, float]]]:
     """(dataset, method, table, scores) for the paper's models, then the other methods."""
     main = parse_reference({k: v for k, v in data.items() if k not in CONTEXT_KEYS}, where)
     others = parse_reference(data["others"], where) if data.get("others") else {}
@@ -322,7 +322,7 @@ def audit_reference(
             f"{where}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
         )
     rows = []
-    for dataset, method, table, scores in _reference_rows(data, where):
+    for dataset, method, table, scores in reference_rows(data, where):
         audit = audit_scores(dataset, scores, eps)
         verdicts = {label: v["verdict"] for label, v in audit["verdicts"].items()}
         row = {"dataset": dataset, "method": method, "table": table, "scores": scores}

@@ -80,7 +80,7 @@ def evaluate_model(
             save_level_png(level, tmp / f"{stem}.png")
     published = [metrics.uint8_to_probability(level) for level in levels]  # and so what is scored
     return write_evaluation(published, list(labels), list(fovs), meta["test"], metrics_path, plots_dir, name,
-                            threshold, curve_points)
+                            threshold, curve_points, levels)
 
 
 def write_evaluation(
@@ -93,10 +93,11 @@ def write_evaluation(
     name: str,
     threshold: float,
     curve_points: int,
+    levels: list[np.ndarray] | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Score native-resolution probability maps against their labels, as they are: the metrics
     JSON (both protocols), the per-image table and the ROC / PR curves (`plots_dir`/roc|pr|per_image/
-    `name`.csv)."""
+    `name`.csv). `levels`: the maps' 8-bit levels when the caller has them already."""
     result = metrics.evaluate(labels, probs, fovs, threshold)
     with atomic_file(metrics_path) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -105,7 +106,8 @@ def write_evaluation(
                metrics.per_image_metrics(labels, probs, fovs, stems, threshold))
     # Curves for plots at 8-bit resolution (what the PNGs hold; histogram-fast).
     y = np.concatenate([np.asarray(label).ravel() for label in labels])
-    all_levels = np.concatenate([metrics.probability_to_uint8(p).ravel() for p in probs])
+    levels = levels if levels is not None else [metrics.probability_to_uint8(p) for p in probs]
+    all_levels = np.concatenate([level.ravel() for level in levels])
     for kind, curve in (("roc", metrics.roc_curve_points), ("pr", metrics.pr_curve_points)):
         points = curve(y, all_levels, curve_points)
         points["threshold"] = [t / 255 for t in points["threshold"]]

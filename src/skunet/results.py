@@ -8,10 +8,10 @@ A file that is not what its stage writes is one line naming it and the `dvc repr
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-
-import csv
 
 import numpy as np
 
@@ -41,39 +41,50 @@ def roc_curves(roc_dir: Path, dataset: str, reproduced: Mapping[str, Any]) -> di
     return curves
 
 
-def first_test_image(raw_dir: Path, predictions_dir: Path) -> dict[str, Any]:
-    """The first test image of the dataset in `raw_dir` (``data/raw/<dataset>``) with each model's
-    probability map from `predictions_dir` (``predictions/<dataset>``): ``stem``, ``image``
-    (RGB), ``label`` and ``fov`` (bool), ``predictions`` (``[(model, probability in [0, 1])]``,
-    models without predictions left out)."""
-    dataset = raw_dir.name
-    stage = f"download@{dataset}"
-    stem = load_manifest(raw_dir)["test"][0]
+@dataclass(frozen=True)
+class TestSet:
+    """A dataset's test images as the download stage wrote them, each label read once: ids in the
+    manifest's order, first-observer labels and FOV masks (bool), and the second observer's
+    labels where every test image has one (else None)."""
+
+    raw_dir: Path
+    stems: list[str]
+    labels: list[np.ndarray]
+    fovs: list[np.ndarray]
+    labels_2nd: list[np.ndarray] | None
+
+    def scored(self, i: int, protocol: str) -> np.ndarray | None:
+        """The pixels of test image `i` a protocol scores: all (`paper`, None) or the FOV's."""
+        return self.fovs[i] if protocol == "fov" else None
+
+
+def read_test_set(raw_dir: Path) -> TestSet:
+    """The test images' labels and FOV masks (and second labels) under `raw_dir`."""
+    manifest = load_manifest(raw_dir)
+    stems = list(manifest["test"])
+    stage = f"download@{raw_dir.name}"
+
+    def masks(kind: str) -> list[np.ndarray]:
+        return [read_png(raw_dir / kind / f"{stem}.png", "L", stage) > 127 for stem in stems]
+
+    second = set(stems) <= set(manifest.get("second_observer", []))
+    return TestSet(raw_dir, stems, masks("labels"), masks("fov"), masks("labels_2nd") if second else None)
+
+
+def first_test_image(test: TestSet, predictions_dir: Path) -> dict[str, Any]:
+    """The first test image with each model's probability map from `predictions_dir`
+    (``predictions/<dataset>``): ``stem``, ``image`` (RGB), ``label`` and ``fov`` (bool),
+    ``predictions`` (``[(model, probability in [0, 1])]``, models without predictions left out)."""
+    dataset, stem = test.raw_dir.name, test.stems[0]
     pngs = {model: predictions_dir / model / f"{stem}.png" for model in MODELS}
     return {
         "stem": stem,
-        "image": read_png(raw_dir / "images" / f"{stem}.png", "RGB", stage),
-        "label": read_png(raw_dir / "labels" / f"{stem}.png", "L", stage) > 127,
-        "fov": read_png(raw_dir / "fov" / f"{stem}.png", "L", stage) > 127,
+        "image": read_png(test.raw_dir / "images" / f"{stem}.png", "RGB", f"download@{dataset}"),
+        "label": test.labels[0],
+        "fov": test.fovs[0],
         "predictions": [(model, metrics.uint8_to_probability(read_png(png, "L", f"evaluate@{dataset}-{model}")))
                         for model, png in pngs.items() if png.is_file()],
     }
-
-
-def test_stems(raw_dir: Path) -> list[str]:
-    """The test images of the dataset in `raw_dir`, in the manifest's order."""
-    return list(load_manifest(raw_dir)["test"])
-
-
-def _label_and_fov(raw_dir: Path, stem: str, labels: str = "labels") -> tuple[np.ndarray, np.ndarray]:
-    stage = f"download@{raw_dir.name}"
-    return (read_png(raw_dir / labels / f"{stem}.png", "L", stage) > 127,
-            read_png(raw_dir / "fov" / f"{stem}.png", "L", stage) > 127)
-
-
-def _mask(fov: np.ndarray, protocol: str) -> np.ndarray | None:
-    """The pixels a protocol scores: all of them (`paper`) or those inside the FOV (`fov`)."""
-    return fov if protocol == "fov" else None
 
 
 def per_image_counts(per_image_csv: Path, stems: list[str], stage: str) -> dict[str, np.ndarray]:
@@ -89,71 +100,62 @@ def per_image_counts(per_image_csv: Path, stems: list[str], stage: str) -> dict[
                              f"({reason(err)})", stage) from None
 
 
-def score_histograms(raw_dir: Path, model_dir: Path, stems: list[str]) -> dict[str, np.ndarray]:
+def score_histograms(test: TestSet, model_dir: Path) -> dict[str, np.ndarray]:
     """``{protocol: (n_images, 2, 256)}``: per test image, how many background (row 0) and vessel
     (row 1) pixels the prediction PNGs in `model_dir` give each 8-bit level, over the pixels the
     protocol scores."""
-    stage = f"evaluate@{raw_dir.name}-{model_dir.name}"
+    stage = f"evaluate@{test.raw_dir.name}-{model_dir.name}"
     hists: dict[str, list[np.ndarray]] = {p: [] for p in PROTOCOLS}
-    for stem in stems:
-        label, fov = _label_and_fov(raw_dir, stem)
+    for i, (stem, label) in enumerate(zip(test.stems, test.labels)):
         level = read_png(model_dir / f"{stem}.png", "L", stage)
         if level.shape != label.shape:
             raise damaged_output(model_dir / f"{stem}.png", f"{level.shape} where the label is {label.shape}", stage)
         for protocol in PROTOCOLS:
-            hists[protocol].append(level_histograms(label, level, _mask(fov, protocol)))
+            hists[protocol].append(level_histograms(label, level, test.scored(i, protocol)))
     return {p: np.stack(h) for p, h in hists.items()}
 
 
-def test_pixels(raw_dir: Path, stems: list[str]) -> dict[str, tuple[int, int]]:
+def test_pixels(test: TestSet) -> dict[str, tuple[int, int]]:
     """``{protocol: (P, N)}``: the first observer's vessel and background pixels over the test
     images, all of them (`paper`) or those inside the FOV (`fov`)."""
-    totals = {p: [0, 0] for p in PROTOCOLS}
-    for stem in stems:
-        label, fov = _label_and_fov(raw_dir, stem)
-        for protocol in PROTOCOLS:
-            keep = _mask(fov, protocol)
-            vessel = label if keep is None else label & keep
-            totals[protocol][0] += int(np.count_nonzero(vessel))
-            totals[protocol][1] += int(label.size if keep is None else np.count_nonzero(keep)) - int(np.count_nonzero(vessel))
-    return {p: (v, b) for p, (v, b) in totals.items()}
+    out = {}
+    for protocol in PROTOCOLS:
+        scored = [label if test.scored(i, protocol) is None else label[test.fovs[i]]
+                  for i, label in enumerate(test.labels)]
+        vessel = sum(int(np.count_nonzero(s)) for s in scored)
+        out[protocol] = (vessel, sum(s.size for s in scored) - vessel)
+    return out
 
 
-def second_observer(raw_dir: Path, stems: list[str]) -> dict[str, dict[str, float | int]] | None:
+def second_observer(test: TestSet) -> dict[str, dict[str, float | int]] | None:
     """The second observer's tracing scored against the first, pooled over the test images, under
     each protocol: ``{protocol: {f1, accuracy, sensitivity, specificity, precision, tp, fp, fn,
     tn}}`` (a binary map: no AUC); None when some test image has no second tracing."""
-    if not set(stems) <= set(load_manifest(raw_dir).get("second_observer", [])):
+    if test.labels_2nd is None:
         return None
-    totals = {p: dict.fromkeys(metrics.COUNT_NAMES, 0) for p in PROTOCOLS}
-    for stem in stems:
-        label, fov = _label_and_fov(raw_dir, stem)
-        second, _ = _label_and_fov(raw_dir, stem, labels="labels_2nd")
-        for protocol in PROTOCOLS:
-            keep = _mask(fov, protocol)
-            truth, guess = (label, second) if keep is None else (label[keep], second[keep])
-            for key, value in metrics.confusion_counts(truth, guess).items():
-                totals[protocol][key] += value
     names = ("f1", "accuracy", "sensitivity", "specificity", "precision")
     out = {}
-    for protocol, counts in totals.items():
+    for protocol in PROTOCOLS:
+        keep = [np.ones_like(label) if test.scored(i, protocol) is None else test.fovs[i]
+                for i, label in enumerate(test.labels)]
+        counts = metrics.confusion_counts(np.concatenate([l[k] for l, k in zip(test.labels, keep)]),
+                                          np.concatenate([s[k] for s, k in zip(test.labels_2nd, keep)]))
         scores = metrics.scores_from_counts(counts)
         out[protocol] = {**{k: scores[k] for k in names}, **counts}
     return out
 
 
-def bootstrap_intervals(root: Path, reproduced: Mapping[str, Mapping[str, Any]], ranking: tuple[str, ...],
-                        boot: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def bootstrap_intervals(root: Path, tests: Mapping[str, TestSet], reproduced: Mapping[str, Mapping[str, Any]],
+                        ranking: tuple[str, ...], boot: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{protocol: {dataset: skunet.uncertainty.model_intervals(...)}}`` for the models each
     dataset has in `reproduced`, from the evaluate stage's per-image tables and prediction PNGs
     under `root`; `boot` is params.yaml's ``compare.bootstrap``."""
     out: dict[str, dict[str, dict[str, Any]]] = {p: {} for p in PROTOCOLS}
     for dataset, models in reproduced.items():
-        raw = root / "data" / "raw" / dataset
-        stems = test_stems(raw)
-        counts = {m: per_image_counts(root / "plots" / "per_image" / dataset / f"{m}.csv", stems,
+        test = tests[dataset]
+        counts = {m: per_image_counts(root / "plots" / "per_image" / dataset / f"{m}.csv", test.stems,
                                       f"evaluate@{dataset}-{m}") for m in models}
-        hists = {m: score_histograms(raw, root / "predictions" / dataset / m, stems) for m in models}
+        hists = {m: score_histograms(test, root / "predictions" / dataset / m) for m in models}
         for protocol in PROTOCOLS:
             out[protocol][dataset] = model_intervals(
                 {m: c[protocol] for m, c in counts.items()}, {m: h[protocol] for m, h in hists.items()},

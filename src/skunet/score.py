@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from skunet.atomic import atomic_file
-from skunet.audit import CONSISTENT, INCONSISTENT, audit_scores
-from skunet.compare import CONTEXT_KEYS, load_reference, read_yaml_file
+from skunet.audit import CONSISTENT, INCONSISTENT, audit_scores, reference_rows
+from skunet.compare import read_yaml_file
 from skunet.config import DATASETS, PROTOCOLS
 from skunet.data.raw import load_manifest, read_png
 from skunet.errors import SkunetError, reason
@@ -31,7 +31,6 @@ SUFFIXES = (".png", ".npy")
 SEPARATORS = ("_", "-", ".", " ")
 # what `skunet predict` writes beside <id>_prob.png: set aside when the probability map is there
 PREDICT_COMPANIONS = ("mask", "fov", "panel")
-NAMES = {"drive": ("Table 3", "Table 5"), "chase": ("Table 4", "Table 6")}
 
 
 @dataclass(frozen=True)
@@ -110,13 +109,9 @@ def read_prediction(path: Path) -> np.ndarray:
 
 def published_rows(reference_path: Path, dataset: str) -> list[tuple[str, str, Mapping[str, float]]]:
     """(table, method, scores) of every published row for `dataset`: the paper's models, then the
-    methods it quotes."""
-    main = load_reference(reference_path).get(dataset, {})
-    data = read_yaml_file(reference_path)
-    others = (data.get("others") or {}).get(dataset, {}) if isinstance(data, dict) else {}
-    own, quoted = NAMES[dataset]
-    return [(own, m, s) for m, s in main.items()] + [(quoted, m, s) for m, s in others.items()
-                                                       if m not in CONTEXT_KEYS]
+    methods it quotes (:func:`skunet.audit.reference_rows`)."""
+    rows = reference_rows(read_yaml_file(reference_path), reference_path)
+    return [(f"Table {table}", method, scores) for d, method, table, scores in rows if d == dataset]
 
 
 def comparison_table(result: Mapping[str, Any], rows: list[tuple[str, str, Mapping[str, float]]]) -> str:
