@@ -328,6 +328,16 @@ def test_run_check_fails_on_a_missing_result_unless_the_run_is_declared_partial(
     assert "drive/unet:" not in text
 
 
+def test_a_missing_model_says_whether_it_is_trained(tmp_path):
+    _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.81, 0.968, 0.98)}})
+    (tmp_path / "models" / "drive").mkdir(parents=True)
+    (tmp_path / "models" / "drive" / "skunet.pt").write_bytes(b"a checkpoint")
+    _, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
+    assert ("- drive/skunet: f1, accuracy, auc not reproduced (no " + str(tmp_path / "metrics" / "drive" / "skunet")
+            + ".json: trained, not yet evaluated; `dvc repro evaluate@drive-skunet`)") in text
+    assert "chase/unet.json: not yet trained)" in text
+
+
 def test_run_check_allow_missing_still_fails_a_compared_cell_out_of_tolerance(tmp_path):
     _write_metrics(tmp_path / "metrics", {"drive": {"unet": _metrics(0.70, 0.968, 0.98)}})
     code, _ = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)

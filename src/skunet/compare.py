@@ -465,17 +465,30 @@ def format_table(result: Mapping[str, Any]) -> str:
 # skunet check
 
 
-def missing_results(result: Mapping[str, Any], metrics_dir: Path) -> list[str]:
-    """One line per model with a published (or baseline) value but no metrics file yet."""
+def missing_models(result: Mapping[str, Any], metrics_dir: Path,
+                   models_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The models with a published (or baseline) value but no metrics file yet, each with its
+    missing metrics and why: ``trained, not yet evaluated`` where its checkpoint is in
+    `models_dir` (default: ``models`` beside `metrics_dir`), else ``not yet trained``."""
+    models_dir = Path(metrics_dir).parent / "models" if models_dir is None else Path(models_dir)
     missing: dict[tuple[str, str], list[str]] = {}
     for row in result_rows(result):
         if row["missing"] == "reproduced":
             missing.setdefault((row["dataset"], row["model"]), []).append(row["metric"])
-    return [
-        f"{dataset}/{model}: {', '.join(metrics)} not reproduced (no {Path(metrics_dir) / dataset / model}.json:"
-        f" not yet trained and evaluated)"
-        for (dataset, model), metrics in missing.items()
-    ]
+    return [{"dataset": dataset, "model": model, "metrics": metrics,
+             "why": ("trained, not yet evaluated" if (models_dir / dataset / f"{model}.pt").is_file()
+                     else "not yet trained")}
+            for (dataset, model), metrics in missing.items()]
+
+
+def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Path | None = None) -> list[str]:
+    """One line per model with a published (or baseline) value but no metrics file yet."""
+    lines = []
+    for m in missing_models(result, metrics_dir, models_dir):
+        then = f"; `dvc repro evaluate@{m['dataset']}-{m['model']}`" if m["why"].startswith("trained") else ""
+        lines.append(f"{m['dataset']}/{m['model']}: {', '.join(m['metrics'])} not reproduced (no "
+                     f"{Path(metrics_dir) / m['dataset'] / m['model']}.json: {m['why']}{then})")
+    return lines
 
 
 def run_check(

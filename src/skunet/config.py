@@ -205,7 +205,7 @@ class CompareParams(Schema):
 
 class BaseParams(Schema):
     seed: Annotated[int, Field(ge=0)]
-    profile: Literal["paper", "smoke"]
+    profile: Literal["paper", "smoke", "tiny"]
 
 
 class Params(Schema):

@@ -374,9 +374,11 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     in_progress = None
     for training in todo:
         left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
-        if left <= 0 or (epoch_s is not None and epoch_s > left):
-            log.info("%s not started: %.0f s left, an epoch takes %s", training, left,
-                     "unknown" if epoch_s is None else f"{epoch_s:.0f} s")
+        if left <= 0:
+            log.info("%s not started: the time is up", training)
+            break
+        if epoch_s is not None and epoch_s > left:
+            log.info("%s not started: %.0f s left, and an epoch of it takes %.0f s", training, left, epoch_s)
             break
         t0 = time.time()
         code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
@@ -392,7 +394,8 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
         seconds = _epoch_seconds(history)
         manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
                                            "peak_mib": _peak_mib(history), "device": piece["device"]}
-        log.info("%s: %s after %d epochs (%.0f s)", training, status, len(seconds), stage_s[training])
+        log.info("%s: %s after %d epoch%s (%.0f s)", training, status, len(seconds), "" if len(seconds) == 1 else "s",
+                 stage_s[training])
         if status != "finished":
             break
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]

@@ -106,6 +106,19 @@ def _provenance(context: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _partial_run(full: Mapping[str, Any]) -> list[str]:
+    """A partial run says which models have no results yet and why (the compare stage's
+    ``missing``: :func:`skunet.compare.missing_models`)."""
+    missing = full.get("missing") or []
+    if not missing:
+        return []
+    results = full["protocols"].get("paper") or next(iter(full["protocols"].values()))
+    total = len({(r["dataset"], r["model"]) for r in result_rows(results)})
+    names = "; ".join(f"{m['dataset']}/{m['model']} ({m['why']})" for m in missing)
+    return [f"**A partial run:** {len(missing)} of the {total} published models have no results yet, so their "
+            f"cells read `missing`: {names}.", ""]
+
+
 def _figure_links(figures: Any, base: Path) -> list[str]:
     if not figures:
         return []
@@ -253,6 +266,7 @@ def write_markdown_report(
     path = Path(path)
     lines = ["# SKU-Net reproduction: results against the paper", ""]
     lines += _provenance(full.get("run") or {}) + [""]
+    lines += _partial_run(full)
     lines += [
         "Published values: Hwang, Moon, Kim (2021), Tables 3 (DRIVE) and 4 (CHASE_DB1), "
         "doi:10.9708/jksci.2021.26.04.029.",
@@ -284,6 +298,7 @@ def readme_results_section(full: Mapping[str, Any], source: str = RESULTS_JSON.a
     if not any(result_rows(r) for r in full["protocols"].values()):
         lines += ["No metrics yet: run `dvc repro` to train and evaluate the models.", ""]
         return "\n".join(lines + _audit_section(full.get("audit"), "###"))
+    lines += _partial_run(full)
     lines += [
         "Reproduced vs published (Tables 3 and 4 of the paper); delta = reproduced - published.",
         "",
