@@ -91,6 +91,20 @@ def test_smoke_workspace_is_the_project_with_the_override(tmp_path):
     assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
 
 
+def test_a_tiny_workspace_is_laid_out_and_committed_without_running(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    work = tmp_path / "tiny"
+    assert main(["smoke", "--workdir", str(work), "--profile", "tiny", "--no-repro"]) == 0
+    assert capsys.readouterr().out.startswith(f"tiny workspace laid out: {work}")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
+    assert params["base"]["profile"] == "tiny" and params["models"]["skunet"]["depth"] == tiny["models"]["skunet"]["depth"]
+    assert params["train"]["common"]["epochs"] == tiny["train"]["common"]["epochs"]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=work, capture_output=True, text=True, check=True)
+    assert status.stdout == ""  # all committed: a clone of it is a machine of the README's recipe
+    assert not (work / "data").exists()  # nothing ran
+
+
 def test_check_fails_on_a_deleted_metrics_file_unless_the_run_is_declared_partial(tmp_path, capsys):
     work = workspace(tmp_path)
     (work / "metrics" / "chase" / "skunet.json").unlink()

@@ -432,7 +432,8 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     for training in ORDER:
         entry = trainings.get(training)
         if entry and entry["status"] != "finished":
-            lines.append(f"{training}: {entry['status']} ({entry['epochs_done']} epochs done; the next"
+            done = entry["epochs_done"]
+            lines.append(f"{training}: {entry['status']} ({done} epoch{'' if done == 1 else 's'} done; the next"
                          " lease goes on from there, given these files with --take)")
     missing = [t for t in ORDER if t not in trainings]
     if missing:
