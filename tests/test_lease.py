@@ -152,7 +152,9 @@ def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     (machine / ".skunet-state").mkdir()
     (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
     out.mkdir()
+    (out / "pieces.tar.09").write_bytes(b"an earlier lease's last part")
     names = L._pack(machine, out, ["drive-unet"], "drive-skunet")
+    assert sorted(p.name for p in out.glob("pieces.tar.*")) == names
     assert names == [f"pieces.tar.{i:02d}" for i in range(len(names))] and len(names) >= 3
     assert all((out / n).stat().st_size <= 4096 for n in names)
     (out / L.MANIFEST).write_text(json.dumps({"pieces": [], "trainings": {
@@ -197,6 +199,23 @@ def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name):
 def test_take_needs_the_parts(tmp_path):
     with pytest.raises(SkunetError, match="no pieces.tar.NN files"):
         L.take(tmp_path, tmp_path)
+    with pytest.raises(SkunetError, match="^" + str(tmp_path / "absent") + ": no such folder; give the folder a lease"):
+        L.take(tmp_path / "absent", tmp_path)
+
+
+@pytest.mark.parametrize(("text", "problem"), [("{", "not readable as a lease's manifest"),
+                                               ("[]", "not a lease's manifest")])
+def test_take_and_lease_refuse_a_damaged_manifest_before_writing_anything(tmp_path, text, problem):
+    taken, home, out = tmp_path / "taken", tmp_path / "home", tmp_path / "out"
+    _fake_run(taken, "drive-unet", b"weights")
+    (taken / "pieces.tar.00").write_bytes(b"")
+    (taken / L.MANIFEST).write_text(text)
+    home.mkdir()
+    with pytest.raises(SkunetError, match=f"manifest.json: {problem}"):
+        L.take(taken, home)
+    with pytest.raises(SkunetError, match=f"manifest.json: {problem}"):
+        L.lease(home, 60, out, [taken])
+    assert list(home.iterdir()) == [] and not out.exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -46,9 +46,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from skunet.atomic import atomic_file, read_json
+from skunet.atomic import atomic_file
 from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError
+from skunet.errors import SkunetError, reason
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,25 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         return {"pieces": [], "trainings": {}}
-    return read_json(path, "the lease that wrote it", keys=("pieces", "trainings"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SkunetError(f"{path}: not readable as a lease's manifest ({reason(err)}); bring back the files"
+                          " the lease wrote, unchanged") from None
+    if not (isinstance(data, dict) and isinstance(data.get("pieces"), list) and isinstance(data.get("trainings"), dict)):
+        raise SkunetError(f"{path}: not a lease's manifest (no list 'pieces' and object 'trainings'); bring back"
+                          " the files the lease wrote, unchanged")
+    return data
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The pieces.tar.NN files a lease wrote into `folder`, in order; one line if there are none."""
+    if not folder.is_dir():
+        raise SkunetError(f"{folder}: no such folder; give the folder a lease wrote (skunet lease --out)")
+    parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
+    if not parts:
+        raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out)")
+    return parts
 
 
 # --------------------------------------------------------------------------------- packing
@@ -228,6 +246,8 @@ def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | Non
     if len(parts) > MAX_PARTS:
         raise SkunetError(f"{out}: the pieces take {len(data) / 2**20:.1f} MiB, more than {MAX_PARTS} files of"
                           f" {MAX_FILE_BYTES // 2**20} MiB; bring back fewer trainings per lease")
+    for stale in out.glob(f"{PIECES}.[0-9][0-9]"):  # an earlier lease's parts in the same folder
+        stale.unlink()
     names = []
     for i, part in enumerate(parts):
         name = f"{PIECES}.{i:02d}"
@@ -240,10 +260,8 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     """Put the pieces a lease brought back (`folder`) into the checkout at `root`: run-cache entries
     and objects into .dvc/cache, a resume state into .skunet-state; returns the manifest (the
     next lease's starting point, or, at home, :func:`keep_manifest`'s)."""
+    parts = _parts(folder)
     manifest = _read_manifest(folder)
-    parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
-    if not parts:
-        raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out)")
     data = b"".join(part.read_bytes() for part in parts)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
@@ -342,6 +360,9 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     """Run as much of the paper profile as `budget_s` allows; write the pieces into `out`."""
     start = time.time()
     deadline = start + budget_s - reserve_s
+    for folder in takes:  # a wrong --take is said before anything is written
+        _parts(folder)
+        _read_manifest(folder)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "lease.log"
     log_path.write_text("")
