@@ -32,8 +32,8 @@ def main() -> None:
     params = load_params()
     resized = Path("data/resized") / dataset
 
-    images = read_array(resized / "train_images.npy", f"resize@{dataset}")
-    labels = read_array(resized / "train_labels.npy", f"resize@{dataset}")
+    images = read_array(resized / "train_images.npy", f"resize@{dataset}", shape=("N", "S", "S", 3))
+    labels = read_array(resized / "train_labels.npy", f"resize@{dataset}", shape=(len(images), *images.shape[1:3]))
     pipelines = build_augmentations(params["augment"]["transforms"], images.shape[1])
     rows = len(images) * (1 + len(pipelines))
     with atomic_dir(Path("data/augmented") / dataset) as tmp:

@@ -282,3 +282,21 @@ def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: truncated",
                    "re-run `dvc repro -f resize@drive`")
     assert not (tmp_path / "data" / "augmented" / "drive").exists()
+
+
+@pytest.mark.parametrize(("name", "change", "problem"), [
+    ("train_images.npy", lambda a: a[..., 0], "expected a (N, S, S, 3) uint8 array, got (2, 64, 64) uint8"),
+    ("train_images.npy", lambda a: a.astype(np.float32), "expected a (N, S, S, 3) uint8 array, got (2, 64, 64, 3) float32"),
+    ("train_labels.npy", lambda a: a[:1], "expected a (2, 64, 64) uint8 array, got (1, 64, 64) uint8"),
+])
+def test_the_augment_stage_names_a_resized_array_of_the_wrong_shape(tmp_path, name, change, problem):
+    write_params(tmp_path)
+    resized = tmp_path / "data" / "resized" / "drive"
+    resized.mkdir(parents=True)
+    images, labels = _images(n=2)
+    np.save(resized / "train_images.npy", images)
+    np.save(resized / "train_labels.npy", labels)
+    np.save(resized / name, change(np.load(resized / name)))
+    one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: {problem}",
+                   "re-run `dvc repro -f resize@drive`")
+    assert not (tmp_path / "data" / "augmented" / "drive").exists()

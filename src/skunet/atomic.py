@@ -113,9 +113,12 @@ def save_array(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def read_array(path: Path, stage: str, mmap_mode: str | None = None) -> np.ndarray:
+def read_array(path: Path, stage: str, mmap_mode: str | None = None,
+               shape: Sequence[int | str] | None = None) -> np.ndarray:
     """The .npy array `stage` wrote at `path` (memory-mapped with `mmap_mode`); missing,
-    truncated or not an array: one line naming the file and the stage to re-run."""
+    truncated, not an array or, given `shape` (``("N", "S", "S", 3)``: a name for any length, the
+    same name for the same length), not a uint8 array of that shape: one line naming the file and
+    the stage to re-run."""
     try:
         array = np.load(path, mmap_mode=mmap_mode)  # allow_pickle=False: plain arrays only
     except FileNotFoundError:
@@ -124,7 +127,20 @@ def read_array(path: Path, stage: str, mmap_mode: str | None = None) -> np.ndarr
         raise damaged_output(path, f"truncated or not a .npy array ({reason(err)})", stage) from None
     if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
         raise damaged_output(path, "not a .npy array", stage)
+    if shape is not None and not _has_shape(array, shape):
+        raise damaged_output(path, f"expected a ({', '.join(map(str, shape))}) uint8 array, got {array.shape}"
+                                   f" {array.dtype}", stage)
     return array
+
+
+def _has_shape(array: np.ndarray, shape: Sequence[int | str]) -> bool:
+    if array.dtype != np.uint8 or array.ndim != len(shape):
+        return False
+    named: dict[str, int] = {}
+    for want, got in zip(shape, array.shape):
+        if (isinstance(want, str) and named.setdefault(want, got) != got) or (isinstance(want, int) and want != got):
+            return False
+    return True
 
 
 def read_json(path: Path, stage: str, kind: type = dict, keys: Sequence[str] = ()) -> Any:

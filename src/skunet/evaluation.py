@@ -69,9 +69,9 @@ def evaluate_model(
 ) -> dict[str, dict[str, float | int]]:
     """Predict the test images, then :func:`write_evaluation`."""
     stage = f"resize@{resized_dir.name}"
-    images = read_array(resized_dir / "test_images.npy", stage)
-    labels = read_array(resized_dir / "test_labels_native.npy", stage)
-    fovs = read_array(resized_dir / "test_fov_native.npy", stage)
+    images = read_array(resized_dir / "test_images.npy", stage, shape=("N", "S", "S", 3))
+    labels = read_array(resized_dir / "test_labels_native.npy", stage, shape=(len(images), "H", "W"))
+    fovs = read_array(resized_dir / "test_fov_native.npy", stage, shape=labels.shape)
     meta = read_json(resized_dir / "meta.json", stage, keys=("test",))
     probs = [to_native(p, labels.shape[1:]) for p in predict(model, images, device)]
     levels = [metrics.probability_to_uint8(p) for p in probs]  # what the PNGs hold

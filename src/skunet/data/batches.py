@@ -50,8 +50,8 @@ def load_training_data(data_dir: Path, validation_fraction: float, split_mode: s
     """Open the augment stage's arrays in `data_dir` and split them; `max_train_samples` (0: all)
     keeps that many evenly spaced training rows and a quarter as many validation rows."""
     stage = f"augment@{data_dir.name}"
-    images = read_array(data_dir / "images.npy", stage, mmap_mode="r")
-    labels = read_array(data_dir / "labels.npy", stage, mmap_mode="r")
+    images = read_array(data_dir / "images.npy", stage, mmap_mode="r", shape=("N", "S", "S", 3))
+    labels = read_array(data_dir / "labels.npy", stage, mmap_mode="r", shape=(len(images), *images.shape[1:3]))
     records = read_json(data_dir / "records.json", stage, kind=list)
     try:
         sources = np.array([r["source"] for r in records])
