@@ -2,8 +2,8 @@
 
 Every table here is generated from the compare stage's results, as ``reports/results.json`` keeps
 them: ``{"run": context, "protocols": {protocol: skunet.compare.compare result}, "human":
-{dataset: {protocol: scores}}, "audit": skunet.audit.audit_reference result}`` (the last two
-optional); nothing is typed by hand. Files are written to a temporary name in the
+{dataset: {protocol: scores}}, "audit": skunet.audit.audit_reference result, "missing":
+skunet.compare.missing_models result}`` (the last three optional); nothing is typed by hand. Files are written to a temporary name in the
 target folder and moved into place, so an interrupted run never leaves half a report.
 
 The ``run`` context says where the numbers come from; keys, all optional: ``run`` (a run or
