@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -284,3 +285,24 @@ def test_the_lease_tree_script_refuses_bad_arguments_in_one_line(tmp_path, args,
                             env={**os.environ, "SKUNET_DATA_MIRROR": "", **env})
     assert result.returncode == 2 and result.stderr.strip() == message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "have.txt"]
+
+
+def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "train.py").write_text("the lease's code\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.003}}, "base": {"seed": 42}}))
+    entry = {"cmd": "python stages/train.py drive unet",
+             "deps": [{"path": "stages/train.py", "md5": hashlib.md5(b"the lease's code\n").hexdigest()},
+                      {"path": "src/skunet/models", "md5": "0" * 32 + ".dir"},
+                      {"path": "data/augmented/drive", "md5": "1" * 32 + ".dir"}],
+             "params": {"params.yaml": {"models.unet": {"lr": 0.003}, "base.seed": 42}}}
+    assert L._other_inputs(tmp_path, entry) == []
+    (tmp_path / "stages" / "train.py").write_text("this checkout's code\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.002}}, "base": {"seed": 42}}))
+    assert L._other_inputs(tmp_path, entry) == ["stages/train.py", "params.yaml:models.unet"]
+    manifest = {"pieces": [], "trainings": {t: {"status": "finished", "epochs_done": 6} for t in L.ORDER}}
+    how = {t: "run cache" for t in L.ORDER} | {"drive-unet": "other code: params.yaml:models.unet"}
+    text = L.summary(manifest, how)
+    assert ("drive-unet: trained from other code or parameters than this checkout's (params.yaml:models.unet), so"
+            " `dvc repro` would train it again here") in text
+    assert "next: `dvc repro evaluate@drive-unet_dropblock evaluate@drive-skunet evaluate@chase-unet" in text

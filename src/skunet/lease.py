@@ -30,6 +30,7 @@ same data (same NumPy and OpenCV): the manifest records who drew it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -283,14 +284,37 @@ def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
     return next((dep.get("md5") for dep in entry.get("deps", []) if dep["path"] == f"data/augmented/{dataset}"), None)
 
 
+def _other_inputs(root: Path, entry: dict[str, Any]) -> list[str]:
+    """The files and parameters of a training's run-cache entry that this checkout has otherwise
+    (the lease ran another commit, or params.yaml was edited since): the run cache restores no
+    such training. Files are compared by DVC's md5 of their bytes; folders (the models package)
+    are left to DVC."""
+    differ = []
+    for dep in entry.get("deps", []):
+        md5, path = str(dep.get("md5", "")), root / dep["path"]
+        if md5.endswith(".dir") or dep["path"].startswith("data/"):
+            continue
+        if not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != md5:
+            differ.append(dep["path"])
+    for name, values in (entry.get("params") or {}).items():
+        current = yaml.safe_load((root / name).read_text()) if (root / name).is_file() else {}
+        for key, value in values.items():
+            here: Any = current
+            for part in key.split("."):
+                here = here.get(part) if isinstance(here, dict) else None
+            if here != value:
+                differ.append(f"{name}:{key}")
+    return differ
+
+
 def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     """At home, after :func:`take`: draw this checkout's data (``dvc repro augment@...``) and, for
     each finished training, see whether it was trained on the same data. Where it was, ``dvc
     repro`` restores it from the run cache. Where it was not (another NumPy or OpenCV drew other
     augmentations), the training machine's lock entry goes into dvc.lock and its outputs are put
     in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
-    while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache" or "other
-    data"."""
+    while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache", "other
+    data" or "other code: <what differs>" (trained from other code or parameters: left alone)."""
     from skunet.checkpoints import dvc_data_md5
 
     runs = _training_runs(root)
@@ -308,6 +332,10 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     for training in finished:
         dataset = training.split("-", 1)[0]
         entry = yaml.safe_load(runs[training][-1].read_text())
+        differ = _other_inputs(root, entry)
+        if differ:
+            how[training] = "other code: " + ", ".join(differ)
+            continue
         if _data_dep(entry, dataset) == dvc_data_md5(dataset, lock_path):
             how[training] = "run cache"
             continue
@@ -445,6 +473,11 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     trainings, how = manifest["trainings"], how or {}
     finished = [t for t in ORDER if trainings.get(t, {}).get("status") == "finished"]
     lines = [f"{len(finished)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"]
+    for training in (t for t in finished if how.get(t, "").startswith("other code")):
+        lines.append(f"{training}: trained from other code or parameters than this checkout's"
+                     f" ({how[training].split(': ', 1)[1]}), so `dvc repro` would train it again here; take the"
+                     " pieces into a checkout of the commit the lease ran, with its params.yaml")
+    finished = [t for t in finished if not how.get(t, "").startswith("other code")]
     other = [t for t in finished if how.get(t) == "other data"]
     for training in other:
         lines.append(f"{training}: trained on data drawn with {_drawn_by(manifest, training)} on"
