@@ -181,13 +181,22 @@ def test_pieces_that_are_too_large_for_the_files_a_lease_sends_back_are_refused(
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["../escape.txt", "src/skunet/evil.py"])
-def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name):
+@pytest.mark.parametrize("python", ["with tarfile's data filter", "without it (Python before 3.11.4)"])
+@pytest.mark.parametrize(("name", "link"), [("../escape.txt", None), ("src/skunet/evil.py", None),
+                                            (".dvc/cache/../../escape.txt", None), ("/.dvc/cache/escape.txt", None),
+                                            (".dvc/cache/files/md5/ab/link", "../../../../../escape.txt")])
+def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, monkeypatch, name, link, python):
+    if python.startswith("without"):
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo(name)
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"bad"))
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            tar.addfile(info)
+        else:
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "pieces.tar.00").write_bytes(buffer.getvalue())
     (tmp_path / "home").mkdir()
@@ -195,6 +204,18 @@ def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name):
         L.take(tmp_path / "out", tmp_path / "home")
     assert list((tmp_path / "home").iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_pieces_are_taken_without_tarfiles_data_filter_too(tmp_path, monkeypatch):
+    """Python 3.11 before 3.11.4 has no extraction filters: the pieces go in all the same."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
+    _fake_run(machine, "drive-unet", b"weights")
+    out.mkdir()
+    L._pack(machine, out, ["drive-unet"], None)
+    home.mkdir()
+    L.take(out, home)
+    assert (home / ".dvc/cache/files/md5/ab" / ("0" * 30)).read_bytes() == b"weights"
 
 
 def test_take_needs_the_parts(tmp_path):

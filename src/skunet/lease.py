@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -267,9 +268,13 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             for member in tar.getmembers():
-                if not (member.name.startswith(".dvc/cache/") or member.name.startswith(".skunet-state/")):
+                # regular files under the two folders a lease packs, and nothing that climbs out
+                name = posixpath.normpath(member.name)
+                if (not member.isfile() or name != member.name or name.startswith("/")
+                        or not name.startswith((".dvc/cache/", ".skunet-state/"))):
                     raise SkunetError(f"{folder}: {member.name} is not a piece of a lease; refusing the folder")
-            tar.extractall(root, filter="data")
+            # the "data" filter where this Python has it (3.11.4 on); the checks above either way
+            tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     except (tarfile.TarError, EOFError) as err:
         raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({err}); bring back all of"
                           " them, unchanged") from None
