@@ -270,14 +270,20 @@ def test_augment_dataset_rejects_wrong_output_rows():
         augment_dataset(images, labels, pipelines, SEED, out_images, out_labels, progress=False)
 
 
-@pytest.mark.parametrize("name", ["train_images.npy", "train_labels.npy"])
-def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
-    write_params(tmp_path)
-    resized = tmp_path / "data" / "resized" / "drive"
+def _resized_project(root: Path) -> Path:
+    """params.yaml and the resize stage's two training arrays of DRIVE (two images); their folder."""
+    write_params(root)
+    resized = root / "data" / "resized" / "drive"
     resized.mkdir(parents=True)
     images, labels = _images(n=2)
     np.save(resized / "train_images.npy", images)
     np.save(resized / "train_labels.npy", labels)
+    return resized
+
+
+@pytest.mark.parametrize("name", ["train_images.npy", "train_labels.npy"])
+def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
+    resized = _resized_project(tmp_path)
     (resized / name).write_bytes((resized / name).read_bytes()[:-500])
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: truncated",
                    "re-run `dvc repro -f resize@drive`")
@@ -290,12 +296,7 @@ def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
     ("train_labels.npy", lambda a: a[:1], "expected a (2, 64, 64) uint8 array, got (1, 64, 64) uint8"),
 ])
 def test_the_augment_stage_names_a_resized_array_of_the_wrong_shape(tmp_path, name, change, problem):
-    write_params(tmp_path)
-    resized = tmp_path / "data" / "resized" / "drive"
-    resized.mkdir(parents=True)
-    images, labels = _images(n=2)
-    np.save(resized / "train_images.npy", images)
-    np.save(resized / "train_labels.npy", labels)
+    resized = _resized_project(tmp_path)
     np.save(resized / name, change(np.load(resized / name)))
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: {problem}",
                    "re-run `dvc repro -f resize@drive`")
