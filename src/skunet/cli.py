@@ -35,8 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, parse_params, validate
 from skunet.atomic import atomic_file
+from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, parse_params, validate
 from skunet.errors import SkunetError, exit_on_error
 
 # The small profiles `skunet smoke` lays over params.yaml, each in a file of its own.

@@ -393,15 +393,12 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     """Run as much of the paper profile as `budget_s` allows; write the pieces into `out`."""
     start = time.time()
     deadline = start + budget_s - reserve_s
-    for folder in takes:  # a wrong --take is said before anything is written
-        _parts(folder)
-        _read_manifest(folder)
+    manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
+    for folder in takes:  # first: a wrong --take is said before anything is written in `out`
+        manifest = take(folder, root)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "lease.log"
     log_path.write_text("")
-    manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
-    for folder in takes:
-        manifest = take(folder, root)
     piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                              "budget_s": budget_s, **diagnostics()}
     manifest["pieces"].append(piece)
@@ -478,11 +475,12 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     trainings, how = manifest["trainings"], how or {}
     finished = [t for t in ORDER if trainings.get(t, {}).get("status") == "finished"]
     lines = [f"{len(finished)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"]
-    for training in (t for t in finished if how.get(t, "").startswith("other code")):
-        lines.append(f"{training}: trained from other code or parameters than this checkout's"
-                     f" ({how[training].split(': ', 1)[1]}), so `dvc repro` would train it again here; take the"
-                     " pieces into a checkout of the commit the lease ran, with its params.yaml")
-    finished = [t for t in finished if not how.get(t, "").startswith("other code")]
+    retrain = {t: how[t].split(": ", 1)[1] for t in finished if how.get(t, "").startswith("other code: ")}
+    for training, differ in retrain.items():
+        lines.append(f"{training}: trained from other code or parameters than this checkout's ({differ}), so"
+                     " `dvc repro` would train it again here; take the pieces into a checkout of the commit the"
+                     " lease ran, with its params.yaml")
+    finished = [t for t in finished if t not in retrain]
     other = [t for t in finished if how.get(t) == "other data"]
     for training in other:
         lines.append(f"{training}: trained on data drawn with {_drawn_by(manifest, training)} on"
