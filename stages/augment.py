@@ -15,10 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import argparse
 import json
 
-import numpy as np
-from numpy.lib.format import open_memmap
-
-from skunet.atomic import atomic_dir, read_array
+from skunet.atomic import atomic_dir, read_array, reserved_array
 from skunet.config import check_dataset, load_params
 from skunet.data.augment import augment_dataset, build_augmentations, library_versions
 from skunet.errors import exit_on_error
@@ -37,8 +34,8 @@ def main() -> None:
     pipelines = build_augmentations(params["augment"]["transforms"], images.shape[1])
     rows = len(images) * (1 + len(pipelines))
     with atomic_dir(Path("data/augmented") / dataset) as tmp:
-        out_images = open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(rows, *images.shape[1:]))
-        out_labels = open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(rows, *labels.shape[1:]))
+        out_images = reserved_array(tmp / "images.npy", (rows, *images.shape[1:]))
+        out_labels = reserved_array(tmp / "labels.npy", (rows, *labels.shape[1:]))
         records = augment_dataset(images, labels, pipelines, params["base"]["seed"], out_images, out_labels)
         out_images.flush()
         out_labels.flush()

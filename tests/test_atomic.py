@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, write_params
-from skunet.atomic import atomic_dir, atomic_file, read_array, read_json
+from skunet.atomic import atomic_dir, atomic_file, read_array, read_json, reserved_array
 from skunet.errors import SkunetError
 
 
@@ -52,6 +52,19 @@ def test_a_failed_write_names_the_output_not_its_temporary(tmp_path, atomic):
         (tmp / "missing" / "file").write_text("x")
     assert err.value.filename == str(tmp_path / "folder" / "missing" / "file")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out"]
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate here")
+def test_reserved_array_holds_its_disk_space_before_a_row_is_written(tmp_path):
+    array = reserved_array(tmp_path / "a.npy", (4, 300, 300, 3))
+    size = (tmp_path / "a.npy").stat().st_size
+    assert size > array.nbytes and (tmp_path / "a.npy").stat().st_blocks * 512 >= size  # not sparse
+    array[-1] = 7
+    array.flush()
+    del array
+    loaded = np.load(tmp_path / "a.npy")
+    assert loaded.shape == (4, 300, 300, 3) and loaded.dtype == np.uint8
+    assert (loaded[-1] == 7).all() and not loaded[:-1].any()
 
 
 def test_read_array_and_read_json_name_the_file_and_the_stage(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -301,3 +302,22 @@ def test_the_augment_stage_names_a_resized_array_of_the_wrong_shape(tmp_path, na
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: {problem}",
                    "re-run `dvc repro -f resize@drive`")
     assert not (tmp_path / "data" / "augmented" / "drive").exists()
+
+
+def test_the_augment_stage_on_a_full_disk_says_so_in_one_line(tmp_path):
+    """Its memory-mapped outputs reserve their disk space before the first row is written: on a
+    disk without room, one line and exit status 2 (a sparse file ended in SIGBUS, silently, with a
+    temporary left behind)."""
+    _resized_project(tmp_path)
+    augmented = tmp_path / "data" / "augmented"
+    augmented.mkdir(parents=True)
+    # 256 KiB: less than the 26 x 2 rows of 64 x 64 x 3 images (640 KiB)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(augmented)], capture_output=True)
+    if mount.returncode:
+        pytest.skip("needs a small disk: mounting a tmpfs (root)")
+    try:
+        one_line_error(run_stage("augment.py", "drive", cwd=tmp_path),
+                       "data/augmented/drive/images.npy: No space left on device", "free disk space")
+        assert list(augmented.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(augmented)], check=True)

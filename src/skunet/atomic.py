@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from numpy.lib.format import open_memmap
 
 from skunet.errors import SkunetError, reason
 
@@ -111,6 +112,22 @@ def save_array(path: Path, array: np.ndarray) -> None:
         if err.filename is None:
             err.filename = str(path)
         raise
+
+
+def reserved_array(path: Path, shape: Sequence[int], dtype: type = np.uint8) -> np.ndarray:
+    """A new .npy file of `shape`, opened for writing through a memory map with its disk space
+    reserved first. Without the reservation the file is sparse, and on a full disk the first page
+    written past the free space kills the process with SIGBUS: no message, no clean-up. With it,
+    a file that does not fit fails here, as an OSError naming it (ENOSPC)."""
+    array = open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+    if hasattr(os, "posix_fallocate"):  # Linux and the BSDs; elsewhere the file stays sparse
+        try:
+            with open(path, "r+b") as fh:
+                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as err:
+            err.filename = str(path)  # posix_fallocate names no file
+            raise
+    return array
 
 
 def read_array(path: Path, stage: str, mmap_mode: str | None = None,
