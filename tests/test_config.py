@@ -10,7 +10,7 @@ import yaml
 
 from conftest import ROOT, run_stage, write_params
 from skunet.cli import smoke_params
-from skunet.config import ModelConfig, check_model, deep_merge, load_params, model_config, parse_params, validate
+from skunet.config import ModelConfig, check_model, deep_merge, load_params, model_config, parse_yaml, validate
 from skunet.errors import SkunetError
 from test_training import make_data
 
@@ -74,14 +74,37 @@ def test_smoke_override_applies_and_validates():
         deep_merge(PARAMS, {"train": {"common": {"epohcs": 1}}})
 
 
-def test_floats_without_a_dot_read_as_numbers(tmp_path):
-    """YAML 1.1 (PyYAML) reads `1e-3` as a string; params are read as YAML 1.2 reads them."""
-    assert parse_params("lr: 1e-3\nb: 5E+2\nc: 1.0e3\nd: 10\ne: 0.001\nf: 1e3x") == {
-        "lr": 0.001, "b": 500.0, "c": 1000.0, "d": 10, "e": 0.001, "f": "1e3x"}
+@pytest.mark.parametrize("text", [
+    "lr: 1e-3\nb: 5E+2\nc: 1.0e3\nd: 10\ne: 0.001\nf: 1e3x",  # YAML 1.1 (PyYAML) reads 1e-3 as a string
+    "seed: 042\nn: 0450\no: 0o17\nx: 0x1f",  # YAML 1.1 reads 042 as octal 34
+    "fast_path: yes\ncompile: off\nmode: null\nflag: true",  # and yes / off as booleans
+    "a: [1, 2.5, -3]\nb: {c: .5, d: +7, e: 1_000}",
+])
+def test_params_are_read_as_dvc_reads_them(text):
+    """What a stage reads is what DVC hashed into its run-cache key."""
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    assert parse_yaml(text) == dvc_parse_yaml(text, "params.yaml")
+    assert parse_yaml("seed: 042")["seed"] == 42
+
+
+def test_a_number_without_a_dot_reaches_the_stage_as_a_number(tmp_path):
     text = (ROOT / "params.yaml").read_text()
     assert "    lr: 0.001" in text
     (tmp_path / "params.yaml").write_text(text.replace("    lr: 0.001", "    lr: 1e-3"))
     assert load_params(tmp_path / "params.yaml")["models"]["skunet"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("  seed: 42\n", "  seed: 42\n  seed: 7\n"),
+     r"params.yaml: not valid YAML \(line \d+, column 3: found duplicate key \"seed\" with value \"7\" \(original value: \"42\"\)\); fix it there"),
+    (lambda t: t.replace("  seed: 42\n", "\tseed: 42\n"),
+     r"params.yaml: not valid YAML \(line \d+, column 1: found character '\\t' that cannot start any token\); fix it there"),
+])
+def test_malformed_params_name_the_line_and_column(tmp_path, edit, message):
+    (tmp_path / "params.yaml").write_text(edit((ROOT / "params.yaml").read_text()))
+    with pytest.raises(SkunetError, match=message):
+        load_params(tmp_path / "params.yaml")
 
 
 def test_the_smoke_override_reads_floats_without_a_dot(tmp_path):

@@ -86,6 +86,44 @@ def test_every_params_value_changes_the_run_cache_key(stage):
         )
 
 
+def _params_read(script: Path) -> set[tuple[str, ...]]:
+    """The params keys a stage script reads by subscript: `params["base"]["profile"]` or
+    `load_params()["evaluate"]` as ("base", "profile") or ("evaluate",), a key that is not a
+    string constant (`[dataset]`) as "*". Params handed whole to the library are not followed."""
+    import ast
+
+    tree = ast.parse(script.read_text())
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
+    chains = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Subscript) or id(node) in inner:
+            continue
+        keys = []
+        while isinstance(node, ast.Subscript):
+            key = node.slice
+            keys.append(key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else "*")
+            node = node.value
+        is_params = isinstance(node, ast.Name) and node.id == "params"
+        is_load = isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_params"
+        if is_params or is_load:
+            chains.add(tuple(reversed(keys)))
+    return chains
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.addressing)
+def test_each_stage_declares_the_params_its_script_reads(stage):
+    """A key read but not declared would not reach the run-cache key: a changed value would be
+    "restored" from the cache of the old one."""
+    script = ROOT / stage.cmd.split()[1]
+    params, _ = split_params_deps(stage)
+    declared = [tuple(key.split(".")) for dep in params for key in dep.params]
+    covered = lambda chain: any(len(d) <= len(chain) and all(c in (k, "*") for k, c in zip(d, chain)) for d in declared)
+    read = _params_read(script)
+    assert read or stage.name.startswith("train"), f"{script} reads no params by key"
+    uncovered = sorted(".".join(chain) for chain in read if not covered(chain))
+    assert not uncovered, f"{stage.addressing} reads params {uncovered} that dvc.yaml does not declare"
+
+
 def _imported_modules(script: Path) -> set[str]:
     """The files of src/ that `script` imports, at any depth (imports inside functions too)."""
     finder = ModuleFinder(path=[str(ROOT / "src")])

@@ -16,12 +16,12 @@ import yaml
 
 from conftest import ROOT, project_copy
 from skunet import lease as L
-from skunet.config import deep_merge, parse_params
+from skunet.config import deep_merge, read_yaml
 from skunet.errors import SkunetError
 
 # The tiny profile (params.tiny.yaml), as the README's recipe uses it: small enough for the CPU,
 # long enough (6 epochs) that a deadline can stop a training mid-way.
-TINY = parse_params((ROOT / "params.tiny.yaml").read_text())
+TINY = read_yaml(ROOT / "params.tiny.yaml")
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from skunet.atomic import atomic_file
-from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, parse_params, validate
+from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, read_yaml, validate
 from skunet.errors import SkunetError, exit_on_error
 
 # The small profiles `skunet smoke` lays over params.yaml, each in a file of its own.
@@ -75,7 +75,7 @@ def smoke_params(root: Path, profile: str = "smoke") -> dict:
     """params.yaml with the profile's override (params.smoke.yaml, params.tiny.yaml) laid over
     it, validated."""
     base = load_params(root / "params.yaml")
-    override = parse_params((root / OVERRIDES[profile]).read_text())
+    override = read_yaml(root / OVERRIDES[profile])
     merged = deep_merge(base, override)
     validate(merged, source=f"params.yaml + {OVERRIDES[profile]}")
     return merged

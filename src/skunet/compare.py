@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from ruamel.yaml.error import YAMLError
 
-from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError
+from skunet.config import DATASETS, MODELS, parse_yaml, yaml_problem
+from skunet.errors import SkunetError, reason
 
 # The paper's F1 ranking (Tables 3 and 4), best first: each model beats the one it builds on.
 PAPER_RANKING = MODELS[::-1]
@@ -87,11 +87,14 @@ def parse_reference(data: Any, path: Path) -> dict[str, dict[str, dict[str, floa
 
 
 def read_yaml_file(path: Path) -> Any:
+    """A reference file's contents (:func:`skunet.config.parse_yaml`); unreadable or malformed:
+    one line naming it."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ComparisonInputError(f"{path}: cannot read the reference file ({reason})") from None
+        return parse_yaml(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ComparisonInputError(f"{path}: cannot read the reference file ({err.strerror or reason(err)})") from None
+    except YAMLError as err:
+        raise ComparisonInputError(f"{path}: not valid YAML ({yaml_problem(err)}); fix it there") from None
 
 
 def load_reproduced(

@@ -10,14 +10,15 @@ config and a network built by hand are checked by the same rules, with defaults 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from skunet.errors import SkunetError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from skunet.errors import SkunetError, reason
 
 DATASETS = ("drive", "chase")
 # The paper's order: each model adds one thing to the one before (Tables 3-4).
@@ -265,35 +266,38 @@ def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
     return list(schema.model_fields)
 
 
-class ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's floats: YAML 1.1, which PyYAML follows, wants a dot
-    and a signed exponent, so `lr: 1e-3` would be the string '1e-3' (DVC, reading the same file
-    as YAML 1.2, sees the number)."""
+def parse_yaml(text: str) -> Any:
+    """YAML text as data, read the way DVC reads params.yaml (ruamel.yaml, YAML 1.2), so that a
+    stage sees the value DVC hashed into its run-cache key: `042` is 42 (not YAML 1.1's octal
+    34), `1e-3` is a number, `yes` is a string, and a key given twice is an error."""
+    return YAML(typ="safe").load(text)
 
 
-ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    # the floats YAML 1.1 misses: an exponent without a dot or without a sign; the others, and
-    # every int, resolve as before (resolvers are tried in order, this one last)
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"),
-)
+def yaml_problem(err: Exception) -> str:
+    """A YAML parser's error in a few words: where it is and what it is, with no source excerpt."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(err, "problem", None) or reason(err)
+    return f"{where}{problem.split(chr(10))[0]}"
 
 
-def parse_params(text: str) -> Any:
-    """A params file's text (params.yaml, an override) as data, with ParamsLoader."""
-    return yaml.load(text, Loader=ParamsLoader)
+def read_yaml(path: Path, missing: str = "not found") -> Any:
+    """The YAML file at `path` (:func:`parse_yaml`); absent or malformed: one line naming the file,
+    and for malformed YAML the line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SkunetError(f"{path}: {missing}") from None
+    try:
+        return parse_yaml(text)
+    except YAMLError as err:
+        raise SkunetError(f"{path}: not valid YAML ({yaml_problem(err)}); fix it there") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read and validate params.yaml."""
     path = Path(path)
-    try:
-        params = parse_params(path.read_text())
-    except FileNotFoundError:
-        raise SkunetError(f"{path}: not found; run from the project folder") from None
-    except yaml.YAMLError as err:
-        raise SkunetError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    params = read_yaml(path, missing="not found; run from the project folder")
     validate(params, source=str(path))
     return params
 
