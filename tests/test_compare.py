@@ -54,6 +54,10 @@ def test_published_paper_yaml_others_are_context():
         ("drive: [1, 2]\n", "drive"),
         ("drive:\n  unet: {f1: .nan}\n", "drive.unet.f1"),
         ("drive:\n  unet: {f1: true}\n", "drive.unet.f1"),
+        ("drive:\n  unet: {f1: 81.2}\n", "drive.unet.f1"),  # a percentage
+        ("stare:\n  unet: {f1: 0.8}\n", "stare"),
+        ("drive:\n  sknet: {f1: 0.8}\n", "drive.sknet"),
+        ("drive:\n  unet: {F1: 0.8}\n", "drive.unet.F1"),
     ],
 )
 def test_load_reference_malformed_names_file_and_key(tmp_path, text, key):
@@ -66,12 +70,41 @@ def test_load_reference_malformed_names_file_and_key(tmp_path, text, key):
 
 
 def test_load_reference_empty_missing_and_bad_yaml(tmp_path):
-    for name, text in (("empty.yaml", ""), ("bad.yaml", "drive: {unet: [\n")):
+    for name, text in (("empty.yaml", ""), ("bad.yaml", "drive: {unet: [\n"),
+                       ("twice.yaml", "drive:\n  unet: {f1: 0.8}\n  unet: {f1: 0.7}\n")):
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match=name):
             C.load_reference(tmp_path / name)
     with pytest.raises(ValueError, match="nope.yaml"):
         C.load_reference(tmp_path / "nope.yaml")
+
+
+def test_a_check_refuses_a_reference_cell_left_out_and_an_unknown_tolerance(tmp_path):
+    """Either would drop cells from the gate without a word."""
+    (tmp_path / "metrics" / "drive").mkdir(parents=True)
+    (tmp_path / "metrics" / "drive" / "unet.json").write_text(json.dumps({"paper": {"f1": 0.8, "accuracy": 0.9}}))
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("drive:\n  unet: {accuracy: 0.9}\n")
+    with pytest.raises(C.ComparisonInputError, match=r"ref.yaml: key 'drive.unet' has no 'f1'"):
+        C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
+    reference.write_text("drive:\n  unet: {f1: 0.8, accuracy: 0.9}\n")
+    with pytest.raises(C.ComparisonInputError, match="tolerance for unknown metric 'F1'"):
+        C.run_check(tmp_path / "metrics", reference, {"F1": 0.02, "accuracy": 0.01})
+    assert C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})[0] == 0
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("f1"), lambda m: m.update(f1=None), lambda m: m.update(f1="0.8")])
+def test_a_metrics_file_without_a_number_is_named_not_called_missing(tmp_path, edit):
+    """A key left out of a metrics file is a damaged file, not a model "not yet evaluated"."""
+    (tmp_path / "metrics" / "drive").mkdir(parents=True)
+    paper = {"f1": 0.8, "accuracy": 0.9}
+    edit(paper)
+    (tmp_path / "metrics" / "drive" / "unet.json").write_text(json.dumps({"paper": paper, "fov": paper}))
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("drive:\n  unet: {f1: 0.8, accuracy: 0.9}\n")
+    with pytest.raises(C.ComparisonInputError, match=r"metrics/drive/unet.json: no number at 'paper.f1' .*"
+                                                     r"re-run `dvc repro -f evaluate@drive-unet`"):
+        C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
 
 
 def test_load_reference_reads_json_baseline(tmp_path):

@@ -283,7 +283,7 @@ def audit_scores(
 def reference_rows(data: Any, where: Path) -> list[tuple[str, str, int, dict[str, float]]]:
     """(dataset, method, table, scores) for the paper's models, then the other methods."""
     main = parse_reference({k: v for k, v in data.items() if k not in CONTEXT_KEYS}, where)
-    others = parse_reference(data["others"], where) if data.get("others") else {}
+    others = parse_reference(data["others"], where, models=None) if data.get("others") else {}
     rows = []
     for is_other, block in ((False, main), (True, others)):
         for dataset, methods in block.items():

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import yaml
 
 from skunet.atomic import atomic_file
-from skunet.compare import ComparisonInputError, load_reproduced, parse_reference, read_yaml_file
+from skunet.compare import REFERENCE_METRICS, ComparisonInputError, load_reproduced, parse_reference, read_yaml_file
 from skunet.config import DATASETS, MODELS
 
 # The rounded values the tolerance gate compares (protocol `paper`).
@@ -80,6 +80,9 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
             f"{path}: key 'tolerances' must map metric names to non-negative numbers"
         )
     for metric, tol in tolerances.items():
+        if metric not in REFERENCE_METRICS:
+            raise ComparisonInputError(f"{path}: unknown metric 'tolerances.{metric}' (allowed: "
+                                       f"{', '.join(REFERENCE_METRICS)}); fix the spelling")
         if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
             raise ComparisonInputError(
                 f"{path}: key 'tolerances.{metric}' must be a non-negative number, got {tol!r}"

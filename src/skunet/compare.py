@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ruamel.yaml.error import YAMLError
 
-from skunet.config import DATASETS, MODELS, parse_yaml, yaml_problem
+from skunet.config import DATASETS, MODELS, PROTOCOLS, parse_yaml, yaml_problem
 from skunet.errors import SkunetError, reason
+from skunet.metrics import SCORE_NAMES
 
 # The paper's F1 ranking (Tables 3 and 4), best first: each model beats the one it builds on.
 PAPER_RANKING = MODELS[::-1]
@@ -31,6 +32,8 @@ SLACK = 1e-12
 # methods of the paper's Tables 5/6 (context only), and a baseline's tolerances, environment and
 # exact values (skunet.baseline).
 CONTEXT_KEYS = ("others", "tolerances", "environment", "exact")
+# The metrics a reference may hold: the evaluate stage's scores.
+REFERENCE_METRICS = (*SCORE_NAMES, "auc")
 
 
 class ComparisonInputError(SkunetError, ValueError):
@@ -60,30 +63,54 @@ def load_reference(path: Path | str) -> dict[str, dict[str, dict[str, float]]]:
     return parse_reference(read_yaml_file(path), path)
 
 
-def parse_reference(data: Any, path: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """The checks of :func:`load_reference` on the already parsed contents of `path`."""
+def parse_reference(data: Any, path: Path, models: Sequence[str] | None = MODELS
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """The checks of :func:`load_reference` on the already parsed contents of `path`: the
+    project's datasets, `models` (None: any method, as in ``others``), the evaluate stage's
+    metric names, and scores in [0, 1]."""
     if not isinstance(data, dict) or not data:
         raise ComparisonInputError(
             f"{path}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
         )
     reference: dict[str, dict[str, dict[str, float]]] = {}
-    for dataset, models in data.items():
+    for dataset, block in data.items():
         if dataset in CONTEXT_KEYS:
             continue
-        if not isinstance(models, dict) or not models:
+        if dataset not in DATASETS:
+            raise ComparisonInputError(f"{path}: unknown dataset '{dataset}' (allowed: {', '.join(DATASETS)});"
+                                       " fix the spelling")
+        if not isinstance(block, dict) or not block:
             raise ComparisonInputError(f"{path}: key '{dataset}' must map model names to metrics")
         reference[str(dataset)] = {}
-        for model, metrics in models.items():
+        for model, metrics in block.items():
             key = f"{dataset}.{model}"
+            if models is not None and model not in models:
+                raise ComparisonInputError(f"{path}: unknown model '{key}' (allowed: {', '.join(models)});"
+                                           " fix the spelling")
             if not isinstance(metrics, dict) or not metrics:
                 raise ComparisonInputError(f"{path}: key '{key}' must map metric names to numbers")
             for metric, value in metrics.items():
-                if not _is_number(value):
+                if metric not in REFERENCE_METRICS:
+                    raise ComparisonInputError(f"{path}: unknown metric '{key}.{metric}' (allowed: "
+                                               f"{', '.join(REFERENCE_METRICS)}); fix the spelling")
+                if not _is_number(value) or not 0 <= value <= 1:
                     raise ComparisonInputError(
-                        f"{path}: key '{key}.{metric}' must be a finite number, got {value!r}"
+                        f"{path}: key '{key}.{metric}' must be a number in [0, 1], got {value!r}"
                     )
             reference[str(dataset)][str(model)] = {str(k): float(v) for k, v in metrics.items()}
     return reference
+
+
+def check_complete(reference: Mapping[str, Mapping[str, Mapping[str, float]]], tolerances: Mapping[str, Any],
+                   path: Path) -> None:
+    """Every model of `reference` has a value for each metric with a tolerance: one left out would
+    drop its cell from the check without a word."""
+    for dataset, block in reference.items():
+        for model, metrics in block.items():
+            absent = [m for m in tolerances if m not in metrics]
+            if absent:
+                raise ComparisonInputError(f"{path}: key '{dataset}.{model}' has no '{absent[0]}'; give every model"
+                                           f" a value for each metric with a tolerance ({', '.join(tolerances)})")
 
 
 def read_yaml_file(path: Path) -> Any:
@@ -95,6 +122,21 @@ def read_yaml_file(path: Path) -> Any:
         raise ComparisonInputError(f"{path}: cannot read the reference file ({err.strerror or reason(err)})") from None
     except YAMLError as err:
         raise ComparisonInputError(f"{path}: not valid YAML ({yaml_problem(err)}); fix it there") from None
+
+
+def _check_metrics(content: Mapping[str, Any], metrics: Iterable[str], path: Path, stage: str) -> None:
+    """A metrics file holds a number for each of `metrics` under each protocol it has: a key left
+    out or null would read as a result not yet there. (A protocol left out is named where it is
+    compared.)"""
+    for protocol in PROTOCOLS:
+        scores = content.get(protocol)
+        if not isinstance(scores, Mapping):
+            continue
+        for metric in metrics:
+            value = scores.get(metric)
+            if not _is_number(value):
+                raise ComparisonInputError(f"{path}: no number at '{protocol}.{metric}' (got {value!r}); re-run"
+                                           f" `dvc repro -f {stage}` to write it again")
 
 
 def load_reproduced(
@@ -125,6 +167,7 @@ def load_reproduced(
                 raise ComparisonInputError(
                     f"{path}: expected an object {{protocol: {{metric: value}}}}"
                 )
+            _check_metrics(content, reference.get(dataset, {}).get(model, {}), path, f"evaluate@{dataset}-{model}")
             reproduced.setdefault(dataset, {})[model] = content
     return reproduced
 
@@ -137,6 +180,9 @@ def _check_tolerances(tolerances: Mapping[str, Any]) -> dict[str, float]:
     if not tolerances:
         raise ComparisonInputError("no tolerances given: nothing to compare")
     for metric, tol in tolerances.items():
+        if metric not in REFERENCE_METRICS:
+            raise ComparisonInputError(f"tolerance for unknown metric '{metric}' (allowed: "
+                                       f"{', '.join(REFERENCE_METRICS)}); fix the spelling")
         if not _is_number(tol) or tol < 0:
             raise ComparisonInputError(
                 f"tolerance for '{metric}' must be a non-negative number, got {tol!r}"
@@ -510,6 +556,7 @@ def run_check(
     :class:`ComparisonInputError` naming it.
     """
     reference = load_reference(reference_path)
+    check_complete(reference, _check_tolerances(tolerances), reference_path)
     reproduced = load_reproduced(metrics_dir, reference)
     if not reproduced:
         return 1, (
