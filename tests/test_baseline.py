@@ -117,6 +117,15 @@ def test_exact_check_fails_when_a_recorded_model_is_missing(recorded, tmp_path):
     (tmp_path / "metrics" / "drive" / "skunet.json").unlink()
     code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics")
     assert code == 1 and "drive.skunet.paper.f1: 0.5437967639224291 recorded, missing here" in text
+    # a declared partial run: the models present must still repeat exactly
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics", allow_missing=True)
+    assert code == 0 and "all 80 recorded numbers repeated exactly" in text
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    content = json.loads(path.read_text())
+    content["fov"]["tp"] += 1
+    path.write_text(json.dumps(content))
+    code, text = B.exact_check(B.load_baseline(recorded), tmp_path / "metrics", allow_missing=True)
+    assert code == 1 and "1 of 80 recorded numbers changed" in text
 
 
 def test_in_another_environment_only_the_tolerances_hold(recorded, tmp_path):
@@ -135,6 +144,21 @@ def test_record_refuses_an_incomplete_run_and_leaves_the_baseline(recorded, tmp_
     before = recorded.read_text()
     (tmp_path / "metrics" / "chase" / "skunet.json").unlink()
     with pytest.raises(C.ComparisonInputError, match="skunet.json: missing; run the whole smoke pipeline"):
+        B.record(recorded, tmp_path / "metrics")
+    assert recorded.read_text() == before
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), "absent"])
+def test_record_refuses_a_metrics_file_without_a_gated_number(recorded, tmp_path, value):
+    before = recorded.read_text()
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    content = json.loads(path.read_text())
+    if value == "absent":
+        del content["paper"]["f1"]
+    else:
+        content["paper"]["f1"] = value
+    path.write_text(json.dumps(content))
+    with pytest.raises(C.ComparisonInputError, match=r"drive/unet.json: no number at 'paper.f1'"):
         B.record(recorded, tmp_path / "metrics")
     assert recorded.read_text() == before
 

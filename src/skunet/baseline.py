@@ -136,8 +136,9 @@ def exact_mismatches(exact: Mapping[str, Any], reproduced: Mapping[str, Any]) ->
     return len(recorded), lines
 
 
-def exact_check(baseline: Mapping[str, Any], metrics_dir: Path) -> tuple[int, str]:
-    """Hold the metrics files to the baseline's exact values where the environment matches.
+def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: bool = False) -> tuple[int, str]:
+    """Hold the metrics files to the baseline's exact values where the environment matches; with
+    `allow_missing` (a partial run), those of the models that have a metrics file.
 
     Returns ``(exit_code, text)``; without exact values, or in another environment, 0 and a
     line saying that only the tolerances apply.
@@ -150,7 +151,10 @@ def exact_check(baseline: Mapping[str, Any], metrics_dir: Path) -> tuple[int, st
             "environment differs from the baseline's (" + "; ".join(differences)
             + "): held to the tolerances (the spread over seeds) only\n"
         )
-    held, mismatches = exact_mismatches(baseline["exact"], load_reproduced(metrics_dir))
+    reproduced, exact = load_reproduced(metrics_dir), baseline["exact"]
+    if allow_missing:
+        exact = {ds: {m: v for m, v in models.items() if m in reproduced.get(ds, {})} for ds, models in exact.items()}
+    held, mismatches = exact_mismatches(exact, reproduced)
     if mismatches:
         return 1, (
             f"same environment as the baseline, but {len(mismatches)} of {held} recorded numbers"
@@ -190,7 +194,8 @@ def record(path: Path, metrics_dir: Path) -> str:
     """Rewrite the baseline at `path` from the metrics files in `metrics_dir`, in this environment,
     keeping its comment header and tolerances. Returns a one-line summary."""
     old = load_baseline(path)
-    runs = load_reproduced(metrics_dir)
+    gated = {dataset: {model: dict.fromkeys(GATED_METRICS) for model in MODELS} for dataset in DATASETS}
+    runs = load_reproduced(metrics_dir, gated)  # each gated metric must be a number
     missing = [f"{metrics_dir / ds / m}.json" for ds in DATASETS for m in MODELS if m not in runs.get(ds, {})]
     if missing:
         raise ComparisonInputError(f"{missing[0]}: missing; run the whole smoke pipeline before recording")

@@ -160,7 +160,7 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
                             allow_missing=allow_missing)
     print(table)
     if baseline is not None:
-        exact_code, text = exact_check(recorded, workdir / "metrics")
+        exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing)
         print(text, end="")
         code = max(code, exact_code)
     return code
