@@ -45,6 +45,8 @@ def _bad(path: str, value):
         ("models.skunet.sk.kernels", [3, 4], r"models.skunet.sk.kernels.1 = 4: must be odd for 'same' padding"),
         ("models.skunet.depth", 9, "models.skunet.depth = 9: input should be less than or equal to 8"),
         ("base.seed", True, "base.seed = True: input should be a valid integer"),
+        ("augment.transforms", "all", "augment.transforms = 'all': input should be a valid list"),
+        ("augment.copies", 10, r"unknown key 'augment.copies' \(allowed here: transforms\)"),
     ],
 )
 def test_bad_values_are_named(path, value, message):

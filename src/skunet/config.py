@@ -209,11 +209,16 @@ class BaseParams(Schema):
     profile: Literal["paper", "smoke", "tiny"]
 
 
+class AugmentParams(Schema):
+    # each entry's type and arguments are checked where the transforms are built (skunet.data.augment)
+    transforms: list[dict[str, Any]]
+
+
 class Params(Schema):
     base: BaseParams
     download: DownloadSections  # type: ignore[valid-type]
     resize: ResizeSections  # type: ignore[valid-type]
-    augment: dict[str, Any]  # the transforms are checked where they are built (skunet.data.augment)
+    augment: AugmentParams
     split: SplitParams
     train: TrainParams  # type: ignore[valid-type]
     models: ModelsParams  # type: ignore[valid-type]
