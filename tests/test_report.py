@@ -153,25 +153,51 @@ def test_report_overwrites_in_place(tmp_path, name):
     assert path.read_text() != "old"
 
 
-def test_results_section_from_files_reads_the_results(tmp_path):
+def test_read_results_reads_what_the_compare_stage_writes(tmp_path):
     # the layout stages/compare.py writes: the run context beside one result per protocol
     run = {"run": "dvc repro, smoke profile", "profile": "smoke", "device": "cpu", "torch": "2.13"}
-    data = {"run": run, "protocols": _results()}
+    data = {"run": run, "protocols": _results(), "human": {}, "audit": None, "missing": []}
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
-    text = R.results_section_from_files(tmp_path)
+    text = R.readme_results_section(R.read_results(tmp_path))
     assert "No paper-profile run exists yet" in text and "torch 2.13" in text
     assert "Protocol `paper`" in text and "Protocol `fov`" in text
     assert R.readme_results_section(data) == text
 
 
-def test_results_section_from_files_missing_or_foreign(tmp_path):
+def test_read_results_missing_or_foreign(tmp_path):
     with pytest.raises(SkunetError, match="results.json not found"):
-        R.results_section_from_files(tmp_path)
+        R.read_results(tmp_path)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "results.json").write_text(json.dumps({"paper": {}}))
     with pytest.raises(SkunetError, match=r"not the compare stage's results \(no 'protocols'\)"):
-        R.results_section_from_files(tmp_path)
+        R.read_results(tmp_path)
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda d: d["protocols"]["paper"]["datasets"]["drive"]["cells"]["unet"]["f1"].pop("reproduced"),
+     r"not as the compare stage writes it \(KeyError: 'reproduced'\)"),
+    (lambda d: d.update(missing=[{"dataset": "drive"}]), r"not as the compare stage writes it \(KeyError: 'model'\)"),
+    (lambda d: d.update(audit="x"), r"not as the compare stage writes it \(\w+Error"),
+    (lambda d: d.pop("audit"), r"not the compare stage's results \(no 'audit'\)"),
+])
+def test_skunet_readme_refuses_a_results_file_not_as_compare_writes_it(tmp_path, edit, problem):
+    """One line naming the file, and the README left as it was (a missing key used to drop the
+    audit section without a word, a wrong one to end in a traceback)."""
+    from skunet.cli import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
+    data = _full(PAPER, human={}, audit=None, missing=[])
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    assert "results section regenerated" in update_readme(tmp_path, tmp_path)
+    written = readme.read_text()
+    edit(data)
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    with pytest.raises(SkunetError, match=r"reports/results.json: " + problem + r".*run `dvc repro -f compare`$"):
+        update_readme(tmp_path, tmp_path)
+    assert readme.read_text() == written
 
 
 def test_plot_roc_without_curves(tmp_path):

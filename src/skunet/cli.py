@@ -256,23 +256,27 @@ def audit(reference: Path, as_json: bool = False) -> str:
 def update_readme(root: Path, workdir: Path) -> str:
     """Replace the README's results section with one generated from `workdir`/reports/results.json;
     a line saying so, and which models have no results yet in a partial run."""
-    from skunet.report import RESULTS_JSON, read_results, readme_results_section
+    from skunet.report import RESULTS_JSON, damaged_results, read_results, readme_results_section
 
     readme = root / "README.md"
+    if not readme.is_file():
+        raise SkunetError(f"{readme}: not found; run `skunet readme` in the project folder")
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise SkunetError(f"{readme}: results markers missing; add {README_START} and {README_END}")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     full = read_results(workdir)
-    section = readme_results_section(full)
+    try:
+        section = readme_results_section(full)
+        missing = [f"{m['dataset']}/{m['model']} ({m['why']})" for m in full["missing"]]
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
+        raise damaged_results(workdir / RESULTS_JSON, err) from None
     with atomic_file(readme) as tmp:
         tmp.write_text(f"{head}{README_START}\n{section.strip()}\n{README_END}{tail}")
     line = f"{readme}: results section regenerated from {workdir / RESULTS_JSON}"
-    missing = full.get("missing") or []
     if missing:
-        line += (f"; a partial run, {len(missing)} model(s) without results: "
-                 + ", ".join(f"{m['dataset']}/{m['model']} ({m['why']})" for m in missing))
+        line += f"; a partial run, {len(missing)} model(s) without results: " + ", ".join(missing)
     return line
 
 

@@ -32,11 +32,12 @@ from skunet.atomic import atomic_file  # noqa: E402
 from skunet.audit import format_audit_table, format_implied_table  # noqa: E402
 from skunet.compare import format_table, result_rows  # noqa: E402
 from skunet.config import PROTOCOLS  # noqa: E402
-from skunet.errors import SkunetError  # noqa: E402
+from skunet.errors import SkunetError, reason  # noqa: E402
 
 # The compare stage's results in full ({"run": context, "protocols": {protocol: result}}), read by
 # `skunet readme`; metrics/compare.json is derived from them for `dvc metrics diff`.
 RESULTS_JSON = Path("reports") / "results.json"
+RESULTS_KEYS = ("protocols", "run", "human", "audit", "missing")
 COMPARE_JSON = Path("metrics") / "compare.json"
 AUDIT_JSON = Path("metrics") / "audit.json"
 HUMAN = "2nd observer"
@@ -318,14 +319,18 @@ def read_results(root: Path | str) -> dict[str, Any]:
         raise SkunetError(f"{path} not found: run `dvc repro` (or `skunet smoke`) first") from None
     except (OSError, ValueError) as err:
         raise SkunetError(f"{path}: not readable as JSON ({err}); run `dvc repro -f compare`") from None
-    if not isinstance(data, dict) or not isinstance(data.get("protocols"), dict):
-        raise SkunetError(f"{path}: not the compare stage's results (no 'protocols'); run `dvc repro -f compare`")
+    absent = [key for key in RESULTS_KEYS if key not in data] if isinstance(data, dict) else ["protocols"]
+    if absent or not isinstance(data["protocols"], dict):
+        raise SkunetError(f"{path}: not the compare stage's results (no '{(absent or ['protocols'])[0]}'); run"
+                          " `dvc repro -f compare`")
     return data
 
 
-def results_section_from_files(root: Path | str) -> str:
-    """:func:`readme_results_section` from ``root/reports/results.json`` (``skunet readme``)."""
-    return readme_results_section(read_results(root))
+def damaged_results(path: Path | str, err: Exception) -> SkunetError:
+    """The error for a results.json whose layout is not the compare stage's (edited by hand, or
+    written by another version), found while it is read."""
+    return SkunetError(f"{path}: not as the compare stage writes it ({type(err).__name__}: {reason(err)});"
+                       " run `dvc repro -f compare`")
 
 
 # ---------------------------------------------------------------------------------------------
