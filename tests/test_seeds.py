@@ -71,7 +71,14 @@ def test_cells_show_the_spread_over_seeds(tmp_path):
     assert "STALE" not in C.format_table(C.attach_seeds(C.compare(fresh, REFERENCE, TOL), summary, seed=43))
 
 
-def test_a_damaged_summary_is_one_line(tmp_path):
-    (tmp_path / "smoke.json").write_text("{}")
-    with pytest.raises(SkunetError, match=r"smoke.json: not a seeds summary .*skunet seeds collect"):
+@pytest.mark.parametrize(("cells", "where"), [
+    (None, "not a seeds summary of this profile"),
+    ({"drive": {"unet": "x"}}, "'cells.drive.unet' is not a mapping"),
+    ({"drive": {"unet": {"paper": {"f1": {"values": {"42": 0.5}, "mean": 0.5}}}}},
+     "'cells.drive.unet.paper.f1' is not a spread over seeds"),
+])
+def test_a_damaged_summary_is_one_line(tmp_path, cells, where):
+    summary = {"profile": "paper", "cells": {}} if cells is None else {"profile": "smoke", "seeds": [42], "cells": cells}
+    (tmp_path / "smoke.json").write_text(json.dumps(summary))
+    with pytest.raises(SkunetError, match=rf"smoke.json: not a seeds summary \({where}\); run `skunet seeds collect`"):
         load_summary(tmp_path, "smoke")

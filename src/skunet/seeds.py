@@ -126,6 +126,18 @@ def collect(cwd: Path, profile: str) -> Path:
     return path
 
 
+def _spreads(cells: Any, depth: int = 4, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, spread) for each cell of a summary: {dataset: {model: {protocol: {metric:
+    spread}}}}; a level that is not a mapping is a ValueError."""
+    if depth == 0:
+        yield where, cells
+        return
+    if not isinstance(cells, dict):
+        raise ValueError(f"'cells{'.' if where else ''}{where}' is not a mapping")
+    for key, sub in cells.items():
+        yield from _spreads(sub, depth - 1, f"{where}.{key}" if where else str(key))
+
+
 def load_summary(seeds_dir: Path, profile: str) -> dict[str, Any] | None:
     """``seeds/<profile>.json`` as :func:`collect` wrote it, or None when no seeds were collected
     for this profile."""
@@ -136,6 +148,10 @@ def load_summary(seeds_dir: Path, profile: str) -> dict[str, Any] | None:
         summary = json.loads(path.read_text())
         if summary["profile"] != profile or not isinstance(summary["cells"], dict):
             raise ValueError("not a seeds summary of this profile")
+        for where, spread in _spreads(summary["cells"]):
+            if not (isinstance(spread, dict) and isinstance(spread.get("values"), dict)
+                    and all(isinstance(spread.get(k), (int, float)) for k in ("mean", "sd", "min", "max"))):
+                raise ValueError(f"'cells.{where}' is not a spread over seeds")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SkunetError(f"{path}: not a seeds summary ({err}); run `skunet seeds collect` again") from None
     return summary
