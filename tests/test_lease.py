@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import signal
+import sys
 import subprocess
 import tarfile
 import time
@@ -132,9 +134,9 @@ def _check_the_partial_run(work: Path, env: dict[str, str]) -> None:
     assert missing in (work / "README.md").read_text()
 
 
-def _fake_run(root: Path, training: str, payload: bytes) -> None:
-    """A run-cache entry of `training` and its output object, as DVC lays them out."""
-    md5 = "ab" + "0" * 30
+def _fake_run(root: Path, training: str, payload: bytes) -> str:
+    """A run-cache entry of `training` and its output object, as DVC lays them out; the object's md5."""
+    md5 = hashlib.md5(payload).hexdigest()
     obj = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     obj.parent.mkdir(parents=True, exist_ok=True)
     obj.write_bytes(payload)
@@ -143,18 +145,19 @@ def _fake_run(root: Path, training: str, payload: bytes) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     entry.write_text(yaml.safe_dump({"cmd": f"python stages/train.py {dataset} {model}",
                                      "outs": [{"path": f"models/{dataset}/{model}.pt", "md5": md5}]}))
+    return md5
 
 
 def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     monkeypatch.setattr(L, "MAX_FILE_BYTES", 4096)
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
     payload = os.urandom(10_000)
-    _fake_run(machine, "drive-unet", payload)
+    md5 = _fake_run(machine, "drive-unet", payload)
     (machine / ".skunet-state").mkdir()
     (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
     out.mkdir()
     (out / "pieces.tar.09").write_bytes(b"an earlier lease's last part")
-    names = L._pack(machine, out, ["drive-unet"], "drive-skunet")
+    names = list(L._pack(machine, out, ["drive-unet"], "drive-skunet"))
     assert sorted(p.name for p in out.glob("pieces.tar.*")) == names
     assert names == [f"pieces.tar.{i:02d}" for i in range(len(names))] and len(names) >= 3
     assert all((out / n).stat().st_size <= 4096 for n in names)
@@ -163,7 +166,7 @@ def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
         "drive-skunet": {"status": "in progress", "epochs_done": 2, "epoch_seconds": []}}}))
     home.mkdir()
     manifest = L.take(out, home)
-    assert (home / ".dvc/cache/files/md5/ab" / ("0" * 30)).read_bytes() == payload
+    assert (home / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_bytes() == payload
     assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state"
     text = L.summary(manifest)
     assert text.splitlines()[0] == "1 of 6 trainings finished: drive-unet"
@@ -210,12 +213,88 @@ def test_pieces_are_taken_without_tarfiles_data_filter_too(tmp_path, monkeypatch
     """Python 3.11 before 3.11.4 has no extraction filters: the pieces go in all the same."""
     monkeypatch.delattr(tarfile, "data_filter", raising=False)
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
-    _fake_run(machine, "drive-unet", b"weights")
+    md5 = _fake_run(machine, "drive-unet", b"weights")
     out.mkdir()
     L._pack(machine, out, ["drive-unet"], None)
     home.mkdir()
     L.take(out, home)
-    assert (home / ".dvc/cache/files/md5/ab" / ("0" * 30)).read_bytes() == b"weights"
+    assert (home / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_bytes() == b"weights"
+
+
+def _leased(tmp_path, monkeypatch) -> Path:
+    """A lease's folder: drive-unet finished, packed into at least three parts with their sha256 in
+    the manifest, as :func:`skunet.lease.lease` writes them."""
+    monkeypatch.setattr(L, "MAX_FILE_BYTES", 4096)
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    _fake_run(machine, "drive-unet", os.urandom(8192))
+    out.mkdir()
+    digests = L._pack(machine, out, ["drive-unet"], None)
+    assert 3 <= len(digests) < 9
+    (out / L.MANIFEST).write_text(json.dumps({"pieces": [{"sha256": digests, "files": list(digests)}], "trainings": {
+        "drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": []}}}))
+    (tmp_path / "home").mkdir()
+    return out
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (lambda out: (out / "pieces.tar.01").unlink(), r"pieces.tar.01: missing; bring back all of the files"),
+    (lambda out: (out / "pieces.tar.02").write_bytes((out / "pieces.tar.02").read_bytes()[:-512]),
+     r"pieces.tar.02: damaged or cut short"),
+    (lambda out: _flip_last_byte(out / "pieces.tar.00"), r"pieces.tar.00: damaged or cut short"),
+    (lambda out: (out / "pieces.tar.09").write_bytes(b"x"), r"pieces.tar.09: not a part of this lease's pieces"),
+])
+def test_take_checks_every_part_against_the_manifest_before_writing(tmp_path, monkeypatch, damage, problem):
+    """tarfile reads a bad header as the end of the archive, and a tar keeps no checksum of its data:
+    a missing middle part or a flipped byte went in unsaid, and `dvc repro` trained again."""
+    out = _leased(tmp_path, monkeypatch)
+    damage(out)
+    with pytest.raises(SkunetError, match=problem):
+        L.take(out, tmp_path / "home")
+    assert list((tmp_path / "home").iterdir()) == []
+
+
+def test_take_checks_each_object_against_its_md5_and_each_finished_training_against_a_run(tmp_path, monkeypatch):
+    out = _leased(tmp_path, monkeypatch)
+    manifest = json.loads((out / L.MANIFEST).read_text())
+    # a lease from before the parts' digests: the objects themselves are still checked
+    del manifest["pieces"][0]["sha256"]
+    (out / L.MANIFEST).write_text(json.dumps(manifest))
+    _flip_last_byte(out / "pieces.tar.00")
+    with pytest.raises(SkunetError, match=r"out: .dvc/cache/files/md5/\w\w/\w+ is damaged \(its bytes do not have the md5"):
+        L.take(out, tmp_path / "home")
+    _flip_last_byte(out / "pieces.tar.00")
+    # a manifest that calls a training finished which the pieces do not hold
+    manifest["trainings"]["chase-unet"] = {"status": "finished", "epochs_done": 6, "epoch_seconds": []}
+    (out / L.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SkunetError, match="its manifest says chase-unet finished, but the pieces hold no run of it"):
+        L.take(out, tmp_path / "home")
+    assert list((tmp_path / "home").iterdir()) == []
+    manifest["trainings"]["chase-unet"] = "finished"
+    (out / L.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SkunetError, match=r"manifest.json: 'trainings.chase-unet' is not as a lease writes it"):
+        L.take(out, tmp_path / "home")
+
+
+def test_a_lease_refuses_an_out_folder_with_other_files_and_a_budget_within_its_reserve(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(SkunetError, match=r"--out .*out: holds notes.txt, which a lease does not write"):
+        L.lease(tmp_path, 60, tmp_path / "out", [])
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    for args, message in ((["--budget", "5"], "--budget 5 --reserve 20: the seconds kept back"),
+                          (["--budget", "nan"], "--budget nan: give the seconds"),
+                          (["--budget", "60", "--reserve", "-1"], "--budget 60 --reserve -1: the seconds kept back")):
+        result = subprocess.run([sys.executable, "-m", "skunet", "lease", *args, "--out", "o2"], cwd=tmp_path,
+                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert result.returncode == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
+    assert not (tmp_path / "o2").exists()
 
 
 def test_take_needs_the_parts(tmp_path):
@@ -327,3 +406,42 @@ def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
     assert ("drive-unet: trained from other code or parameters than this checkout's (params.yaml:models.unet), so"
             " `dvc repro` would train it again here") in text
     assert "next: `dvc repro evaluate@drive-unet_dropblock evaluate@drive-skunet evaluate@chase-unet" in text
+
+
+@pytest.mark.slow
+def test_a_lease_stopped_by_sigterm_packs_what_it_has(tmp_path, mirror):
+    """A job scheduler's SIGTERM (or Ctrl-C) in the middle of a training: the training is stopped
+    too, not left running, and the finished one and the resume state travel home all the same."""
+    env = {**os.environ, "SKUNET_DATA_MIRROR": str(mirror), "DVC_NO_ANALYTICS": "1"}
+    work = project_copy(tmp_path / "machine")
+    params = deep_merge(yaml.safe_load((work / "params.yaml").read_text()), TINY)
+    params["train"]["common"]["epochs"] = 12  # time to stop it in the middle
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile"], cwd=work, check=True)
+    out, log = tmp_path / "out", tmp_path / "lease.err"
+    with log.open("w") as err:
+        lease = subprocess.Popen(["skunet", "lease", "--budget", "900", "--out", str(out)], cwd=work, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 600
+    while lease.poll() is None and time.time() < deadline and not (
+            (out / "lease.log").is_file() and "drive/unet_dropblock epoch 2:" in (out / "lease.log").read_text()):
+        time.sleep(0.1)
+    lease.send_signal(signal.SIGTERM)
+    assert lease.wait(120) == 143, log.read_text()[-2000:]
+    assert "interrupted; packed 1 finished training and drive-unet_dropblock in progress" in log.read_text()
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _cwd(p) == work], "a stage was left running"
+    manifest = json.loads((out / L.MANIFEST).read_text())
+    piece = manifest["pieces"][-1]
+    assert piece["interrupted"] == "SIGTERM" and piece["finished"] == ["drive-unet"]
+    assert piece["in_progress"] == "drive-unet_dropblock" and manifest["trainings"]["drive-unet_dropblock"]["epochs_done"] >= 1
+    home = project_copy(tmp_path / "home")
+    manifest = L.take(out, home)
+    assert (home / ".skunet-state" / "drive-unet_dropblock.pt").is_file()
+    assert L.summary(manifest).startswith("1 of 6 trainings finished: drive-unet\n")
+
+
+def _cwd(proc: Path) -> Path | None:
+    try:
+        return (proc / "cwd").resolve()
+    except OSError:
+        return None

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -374,9 +375,12 @@ def lease_or_take(args: argparse.Namespace) -> int:
 
     root = _project_folder(args.command)
     if args.command == "lease":
-        if args.budget <= 0:
+        if not math.isfinite(args.budget) or args.budget <= 0:
             raise SkunetError(f"--budget {args.budget:g}: give the seconds this machine is lent for")
         reserve = lease.RESERVE_S if args.reserve is None else args.reserve
+        if not math.isfinite(reserve) or not 0 <= reserve < args.budget:
+            raise SkunetError(f"--budget {args.budget:g} --reserve {reserve:g}: the seconds kept back for packing"
+                              " and the transfer home must be at least 0 and less than the budget")
         manifest = lease.lease(root, args.budget, args.out.resolve(), [args.take] if args.take else [], reserve)
         piece = manifest["pieces"][-1]
         print(f"{args.out}: {len(piece['finished'])} of {len(lease.ORDER)} trainings finished"

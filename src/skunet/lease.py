@@ -29,6 +29,7 @@ same data (same NumPy and OpenCV): the manifest records who drew it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -38,6 +39,7 @@ import os
 import posixpath
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -50,7 +52,7 @@ import yaml
 
 from skunet.atomic import atomic_file
 from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError, reason
+from skunet.errors import SkunetError, Terminated, reason
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +113,37 @@ def _cuda_checks(root: Path, out: Path, timeout: float) -> dict[str, Any]:
 def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float | None,
                 env: dict[str, str] | None = None) -> int:
     """Run `cmd`, its output appended to `log_path` (None: to this terminal); the exit status
-    (124 past `timeout`)."""
-    if log_path is None:
-        return subprocess.run(cmd, cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})}).returncode
-    with log_path.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
+    (124 past `timeout`). It runs in a process group of its own, which Ctrl-C or SIGTERM here is
+    passed on to (DVC alone would leave its stage running); the group is waited for, so that a
+    training has stopped before its resume state is packed."""
+    with (log_path.open("a") if log_path else contextlib.nullcontext()) as fh:
+        if fh:
+            fh.write(f"$ {' '.join(cmd)}\n")
+            fh.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT if fh else None,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
         try:
-            return subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout,
-                                  env={**os.environ, **(env or {})}).returncode
+            return proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            fh.write(f"(stopped after {timeout:.0f} s)\n")
+            _stop(proc, signal.SIGTERM)
+            if fh:
+                fh.write(f"(stopped after {timeout:.0f} s)\n")
             return 124
+        except BaseException as err:  # KeyboardInterrupt, Terminated
+            _stop(proc, signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+            raise
+
+
+def _stop(proc: subprocess.Popen, sig: int, wait_s: float = 60.0) -> None:
+    """Send `sig` to `proc`'s process group and wait for it; SIGKILL after `wait_s`."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:  # gone already
+        proc.wait()
 
 
 # ----------------------------------------------------------------------------- the run cache
@@ -215,6 +236,11 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not (isinstance(data, dict) and isinstance(data.get("pieces"), list) and isinstance(data.get("trainings"), dict)):
         raise SkunetError(f"{path}: not a lease's manifest (no list 'pieces' and object 'trainings'); bring back"
                           " the files the lease wrote, unchanged")
+    for training, entry in data["trainings"].items():
+        if (training not in ORDER or not isinstance(entry, dict) or not isinstance(entry.get("status"), str)
+                or not isinstance(entry.get("epochs_done"), int) or not all(isinstance(p, dict) for p in data["pieces"])):
+            raise SkunetError(f"{path}: 'trainings.{training}' is not as a lease writes it; bring back the files the"
+                              " lease wrote, unchanged")
     return data
 
 
@@ -229,9 +255,9 @@ def _parts(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------- packing
-def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | None) -> list[str]:
+def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | None) -> dict[str, str]:
     """Tar the finished trainings' run-cache entries and objects and the resume state in progress
-    into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' names."""
+    into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by name."""
     runs = _training_runs(root)
     members: list[Path] = []
     for training in finished:
@@ -250,38 +276,105 @@ def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | Non
                           f" {MAX_FILE_BYTES // 2**20} MiB; bring back fewer trainings per lease")
     for stale in out.glob(f"{PIECES}.[0-9][0-9]"):  # an earlier lease's parts in the same folder
         stale.unlink()
-    names = []
+    digests = {}
     for i, part in enumerate(parts):
         name = f"{PIECES}.{i:02d}"
         (out / name).write_bytes(part)
-        names.append(name)
-    return names
+        digests[name] = hashlib.sha256(part).hexdigest()
+    return digests
 
 
 def take(folder: Path, root: Path) -> dict[str, Any]:
     """Put the pieces a lease brought back (`folder`) into the checkout at `root`: run-cache entries
     and objects into .dvc/cache, a resume state into .skunet-state; returns the manifest (the
-    next lease's starting point, or, at home, :func:`keep_manifest`'s)."""
+    next lease's starting point, or, at home, :func:`keep_manifest`'s). Everything is checked
+    before anything is written: each part against the sha256 the manifest records, each cache
+    object against its md5, and each training the manifest calls finished against a run of it."""
     parts = _parts(folder)
     manifest = _read_manifest(folder)
-    data = b"".join(part.read_bytes() for part in parts)
+    data = _checked_parts(folder, parts, manifest)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-            for member in tar.getmembers():
-                # regular files under the two folders a lease packs, and nothing that climbs out
-                name = posixpath.normpath(member.name)
-                if (not member.isfile() or name != member.name or name.startswith("/")
-                        or not name.startswith((".dvc/cache/", ".skunet-state/"))):
-                    raise SkunetError(f"{folder}: {member.name} is not a piece of a lease; refusing the folder")
+            runs, objects = _checked_members(folder, tar)
+            _check_finished(folder, root, manifest, runs, objects)
             # the "data" filter where this Python has it (3.11.4 on); the checks above either way
             tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     except (tarfile.TarError, EOFError) as err:
-        raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({err}); bring back all of"
-                          " them, unchanged") from None
+        raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({reason(err)}); bring back all"
+                          " of them, unchanged") from None
     for training, entry in manifest["trainings"].items():
-        if entry.get("status") == "finished":
+        if entry["status"] == "finished":
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
     return manifest
+
+
+def _checked_parts(folder: Path, parts: list[Path], manifest: dict[str, Any]) -> bytes:
+    """The parts joined, after checking them against the last piece's record of them (a lease
+    from before the record is taken as it is; its objects are still checked)."""
+    piece = manifest["pieces"][-1] if manifest["pieces"] else {}
+    digests = piece.get("sha256")
+    if not isinstance(digests, dict):
+        return b"".join(part.read_bytes() for part in parts)
+    names = [part.name for part in parts]
+    for name in digests:
+        if name not in names:
+            raise SkunetError(f"{folder / name}: missing; bring back all of the files the lease wrote, unchanged")
+    chunks = []
+    for part in parts:
+        if part.name not in digests:
+            raise SkunetError(f"{part}: not a part of this lease's pieces (its manifest lists {', '.join(digests)});"
+                              " remove it, or bring back the folder the lease wrote")
+        chunk = part.read_bytes()
+        if hashlib.sha256(chunk).hexdigest() != digests[part.name]:
+            raise SkunetError(f"{part}: damaged or cut short (its sha256 is not the one the manifest records);"
+                              " bring it back again, unchanged")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _checked_members(folder: Path, tar: tarfile.TarFile) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Check every member of the pieces: a regular file under the two folders a lease packs, with
+    nothing that climbs out, and a cache object whose bytes have the md5 it is named by (tar keeps
+    no checksum of its data). Returns the trainings' run-cache entries among them, by training, and
+    the md5s of the objects."""
+    runs: dict[str, dict[str, Any]] = {}
+    objects: set[str] = set()
+    for member in tar.getmembers():
+        name = posixpath.normpath(member.name)
+        if (not member.isfile() or name != member.name or name.startswith("/")
+                or not name.startswith((".dvc/cache/", ".skunet-state/"))):
+            raise SkunetError(f"{folder}: {member.name} is not a piece of a lease; refusing the folder")
+        content = tar.extractfile(member).read()
+        if name.startswith(".dvc/cache/files/md5/"):
+            md5 = "".join(name.split("/")[-2:])
+            if hashlib.md5(content).hexdigest() != md5:
+                raise SkunetError(f"{folder}: {name} is damaged (its bytes do not have the md5 it is named by);"
+                                  " bring back the files the lease wrote, unchanged")
+            objects.add(md5)
+        elif name.startswith(".dvc/cache/runs/"):
+            try:
+                entry = yaml.safe_load(content)
+                cmd = entry.get("cmd", "") if isinstance(entry, dict) else ""
+            except yaml.YAMLError:
+                cmd = ""
+            if cmd.startswith(TRAIN_CMD + " "):
+                runs["-".join(cmd.split()[2:4])] = entry
+    return runs, objects
+
+
+def _check_finished(folder: Path, root: Path, manifest: dict[str, Any], runs: dict[str, dict[str, Any]],
+                    objects: set[str]) -> None:
+    """Each training the manifest calls finished has a run among the pieces (or already in this
+    checkout's cache) whose outputs are there too: else `dvc repro` would train it again, unsaid."""
+    known = _training_runs(root)
+    for training, entry in manifest["trainings"].items():
+        if entry["status"] != "finished":
+            continue
+        run = runs.get(training) or (yaml.safe_load(known[training][-1].read_text()) if known.get(training) else None)
+        outs = [] if run is None else [out.get("md5", "") for out in run.get("outs", [])]
+        if run is None or not outs or not all(md5 in objects or _object(root, md5).is_file() for md5 in outs):
+            raise SkunetError(f"{folder}: its manifest says {training} finished, but the pieces hold no run of it;"
+                              " bring back all of the files the lease wrote, unchanged")
 
 
 def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
@@ -394,6 +487,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     start = time.time()
     deadline = start + budget_s - reserve_s
     manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
+    _check_out(out)
     for folder in takes:  # first: a wrong --take is said before anything is written in `out`
         manifest = take(folder, root)
     out.mkdir(parents=True, exist_ok=True)
@@ -403,57 +497,89 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                              "budget_s": budget_s, **diagnostics()}
     manifest["pieces"].append(piece)
     _write_manifest(out, manifest)
-
-    import torch
-
-    if torch.cuda.is_available():
-        piece.update(_cuda_checks(root, out, timeout=max(10.0, min(60.0, deadline - time.time()))))
-        _write_manifest(out, manifest)
-    if not (root / ".git").exists():
-        _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
-
     todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") != "finished"]
     stage_s: dict[str, float] = {}
-    datasets = sorted({t.split("-", 1)[0] for t in todo}, key=DATASETS.index)
-    if datasets:
-        t0 = time.time()
-        code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=log_path)
-        stage_s["data"] = time.time() - t0
-        if code != 0:
-            piece["error"] = f"data stages failed (exit {code}); see lease.log"
-            todo = []
-    in_progress = None
-    for training in todo:
-        left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
-        if left <= 0:
-            log.info("%s not started: the time is up", training)
-            break
-        if epoch_s is not None and epoch_s > left:
-            log.info("%s not started: %.0f s left, and an epoch of it takes %.0f s", training, left, epoch_s)
-            break
-        t0 = time.time()
-        code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
-                    env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
-        stage_s[training] = time.time() - t0
-        if code == 0:
-            status = "finished"
-        elif _stopped_for_time(log_path, training) and _state_path(root, training).is_file():
-            status, in_progress = "in progress", training
-        else:
-            status = f"failed (dvc repro exit {code}; see lease.log)"
-        history = _history(root, training)
-        seconds = _epoch_seconds(history)
-        manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
-                                           "peak_mib": _peak_mib(history), "device": piece["device"]}
-        log.info("%s: %s after %d epoch%s (%.0f s)", training, status, len(seconds), "" if len(seconds) == 1 else "s",
-                 stage_s[training])
-        if status != "finished":
-            break
+    in_progress = current = interrupted = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            piece.update(_cuda_checks(root, out, timeout=max(10.0, min(60.0, deadline - time.time()))))
+            _write_manifest(out, manifest)
+        if not (root / ".git").exists():
+            _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
+        datasets = sorted({t.split("-", 1)[0] for t in todo}, key=DATASETS.index)
+        if datasets:
+            t0 = time.time()
+            code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=log_path)
+            stage_s["data"] = time.time() - t0
+            if code != 0:
+                piece["error"] = f"data stages failed (exit {code}); see lease.log"
+                todo = []
+        for training in todo:
+            left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
+            if left <= 0:
+                log.info("%s not started: the time is up", training)
+                break
+            if epoch_s is not None and epoch_s > left:
+                log.info("%s not started: %.0f s left, and an epoch of it takes %.0f s", training, left, epoch_s)
+                break
+            current, t0 = training, time.time()
+            code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
+                        env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
+            current, stage_s[training] = None, time.time() - t0
+            if code == 0:
+                status = "finished"
+            elif _stopped_for_time(log_path, training) and _state_path(root, training).is_file():
+                status, in_progress = "in progress", training
+            else:
+                status = f"failed (dvc repro exit {code}; see lease.log)"
+            done = _record(root, manifest, training, status, piece["device"])
+            log.info("%s: %s after %d epoch%s (%.0f s)", training, status, done, "" if done == 1 else "s",
+                     stage_s[training])
+            if status != "finished":
+                break
+    except (KeyboardInterrupt, Terminated) as err:  # Ctrl-C, or a job scheduler's SIGTERM: pack what there is
+        interrupted = err
+        if current and _state_path(root, current).is_file():
+            in_progress = current
+            _record(root, manifest, current, "in progress", piece["device"])
+        piece["interrupted"] = "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
     piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
-    piece["files"] = _pack(root, out, finished, in_progress)
+    piece["sha256"] = _pack(root, out, finished, in_progress)
+    piece["files"] = list(piece["sha256"])
     _write_manifest(out, manifest)
+    if interrupted is not None:
+        log.info("%s: interrupted; packed %d finished training%s%s: bring back its files", out, len(finished),
+                 "" if len(finished) == 1 else "s", f" and {in_progress} in progress" if in_progress else "")
+        raise interrupted
     return manifest
+
+
+def _record(root: Path, manifest: dict[str, Any], training: str, status: str, device: str) -> int:
+    """Enter `training` in the manifest with its epochs so far; their number."""
+    history = _history(root, training)
+    seconds = _epoch_seconds(history)
+    manifest["trainings"][training] = {"status": status, "epochs_done": len(seconds), "epoch_seconds": seconds,
+                                       "peak_mib": _peak_mib(history), "device": device}
+    return len(seconds)
+
+
+# The files a lease writes into its --out folder.
+LEASE_FILES = re.compile(rf"{re.escape(MANIFEST)}|\.{re.escape(MANIFEST)}\.tmp|lease\.log|benchmark-drive\.json"
+                         rf"|{re.escape(PIECES)}\.[0-9][0-9]")
+
+
+def _check_out(out: Path) -> None:
+    """A lease's --out: new, empty, or one an earlier lease wrote (its files are replaced); never a
+    folder with other files, which would travel home among the pieces, or another tool's manifest."""
+    if not out.is_dir():
+        return
+    foreign = sorted(path.name for path in out.iterdir() if not LEASE_FILES.fullmatch(path.name))
+    if foreign:
+        raise SkunetError(f"--out {out}: holds {foreign[0]}, which a lease does not write; give a new or empty folder")
+    _read_manifest(out)
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
