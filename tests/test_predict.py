@@ -90,7 +90,10 @@ def test_evaluate_names_each_missing_extra_and_mis_sized_prediction(project, tmp
     assert not out.exists()
     (folder / "02.png").unlink()
     result = skunet("evaluate", str(folder), "--dataset", "drive", "--out", str(out), cwd=project)
-    assert errors(result) == [f"error: {folder}: no prediction for test image 02"] and result.returncode == 2
+    assert errors(result) == [f"error: {folder}: no prediction for test image 02",
+                              f"error: {folder}: 1 file(s) match no test image of drive (21_test.png); name each"
+                              " prediction by its test image's id (01.png, 01_prob.npy, ...), as a .png or .npy"]
+    assert result.returncode == 2
     assert not out.exists()
     Image.fromarray(level).save(folder / "02_a.png")
     Image.fromarray(level).save(folder / "02_b.png")
@@ -146,24 +149,98 @@ def test_predict_refuses_an_output_folder_it_cannot_write_in_one_line(project, t
 @pytest.mark.slow
 def test_evaluate_scores_the_folder_predict_writes_and_predict_skips_its_own_results(project):
     """`skunet predict` into a folder inside its input, twice, then `skunet evaluate` on that folder:
-    the second run leaves its own results alone, evaluate takes each <id>_prob.png (its mask and
-    panel set aside) and gives the evaluate stage's metrics byte for byte."""
+    the second run leaves its own results alone, evaluate takes each <stem>_prob.png (its mask, FOV
+    and panel set aside, unmentioned) and gives the evaluate stage's metrics byte for byte. The
+    inputs are named as DRIVE ships them (01_test.tif), so the stems are not the ids."""
     images = project / "data" / "raw" / "drive" / "images"
     inputs = project / "inputs"
     inputs.mkdir()
     for stem in ("01", "02"):
-        (inputs / f"{stem}.png").write_bytes((images / f"{stem}.png").read_bytes())
+        Image.open(images / f"{stem}.png").save(inputs / f"{stem}_test.tif")
     for _ in range(2):
         result = skunet("predict", "models/drive/unet.pt", str(inputs), "--out", str(inputs / "seg"), "--panel",
-                        cwd=project)
+                        "--fov", cwd=project)
         assert result.returncode == 0 and "2 of 2 images segmented" in result.stdout, result.stderr[-2000:]
     assert sorted(p.name for p in (inputs / "seg").iterdir()) == [
-        f"{s}_{kind}.png" for s in ("01", "02") for kind in ("mask", "panel", "prob")]
+        f"{s}_test_{kind}.png" for s in ("01", "02") for kind in ("fov", "mask", "panel", "prob")]
     result = skunet("evaluate", str(inputs / "seg"), "--dataset", "drive", "--out", str(project / "scored"),
                     cwd=project)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0 and "note:" not in result.stderr, result.stderr[-2000:]
     assert (project / "scored" / "metrics.json").read_bytes() == (project / "metrics/drive/unet.json").read_bytes()
     result = skunet("evaluate", str(inputs / "seg"), "--dataset", "drive", "--out", str(project / "s2"),
                     "--threshold", "127", cwd=project)
     assert errors(result) == ["error: --threshold 127.0: give a probability in (0, 1) (maps are read as "
                               "probabilities, 8-bit levels / 255)"]
+
+
+def _write(path: Path, array: np.ndarray) -> Path:
+    if path.suffix == ".npy":
+        np.save(path, array)
+    else:
+        Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize("name, array", [
+    ("m.png", np.array([[0, 1], [1, 0]], np.uint8)),  # cv2.imwrite of a 0/1 mask
+    ("m.png", np.array([[0, 1], [1, 0]], np.uint16)),
+    ("m.npy", np.array([[0, 1], [1, 0]], np.uint8)),
+    ("m.npy", np.array([[0, 1], [1, 0]], np.int64)),
+    ("m.png", np.array([[0, 255], [255, 0]], np.uint8)),
+    ("m.npy", np.array([[False, True], [True, False]])),
+])
+def test_a_mask_reads_as_zero_and_one_whatever_its_integer_type(tmp_path, name, array):
+    from skunet.score import read_prediction
+
+    assert read_prediction(_write(tmp_path / name, array)).tolist() == [[0, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "unreadable"),
+    (None, "unreadable (an .npz archive, not one array)"),
+    (np.zeros((0, 0), np.float32), "shape (0, 0)"),
+    (np.array([[0.5, np.nan]]), "1 values are NaN or infinite"),
+    (np.array([[0.5, 3.0]]), "values outside [0, 1] (min 0.5, max 3)"),
+])
+def test_a_bad_npy_prediction_is_one_line(tmp_path, content, problem):
+    from skunet.errors import SkunetError
+    from skunet.score import read_prediction
+
+    path = tmp_path / "05.npy"
+    if content is None:
+        with path.open("wb") as fh:
+            np.savez(fh, a=np.zeros((2, 2)))
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content)
+    with pytest.raises(SkunetError, match=f"^{path}: " + problem.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        read_prediction(path)
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_foreign_out_folder_a_wrong_raw_and_a_bad_reference_before_writing(project, tmp_path):
+    stage = ["evaluate", "predictions/drive/unet", "--dataset", "drive"]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "results.json").write_text("{}")
+    assert errors(skunet(*stage, "--out", str(reports), cwd=project)) == [
+        f"error: --out {reports}: holds results.json, which `skunet evaluate` does not write; give a new folder (or"
+        " one it wrote before)"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    manifest = json.loads((project / "data/raw/drive/manifest.json").read_text())
+    (raw / "manifest.json").write_text(json.dumps({**manifest, "dataset": "chase"}))
+    out = tmp_path / "scored"
+    assert errors(skunet(*stage, "--raw", str(raw), "--out", str(out), cwd=project)) == [
+        f"error: --raw {raw}: holds the test images of chase, not of drive; give --dataset chase, or --raw"
+        " data/raw/drive"]
+    for text in ("", "drive: [\n"):
+        (tmp_path / "ref.yaml").write_text(text)
+        (line,) = errors(skunet(*stage, "--reference", str(tmp_path / "ref.yaml"), "--out", str(out), cwd=project))
+        assert line.startswith(f"error: {tmp_path / 'ref.yaml'}: ")
+    assert not out.exists()
+    assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "plots", "report.md"]
+    assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0  # its own folder: replaced

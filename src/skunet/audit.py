@@ -282,6 +282,9 @@ def audit_scores(
 
 def reference_rows(data: Any, where: Path) -> list[tuple[str, str, int, dict[str, float]]]:
     """(dataset, method, table, scores) for the paper's models, then the other methods."""
+    if not isinstance(data, dict):
+        raise SkunetError(f"{where}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}, as"
+                          " published/paper.yaml; give that file or one of its layout")
     main = parse_reference({k: v for k, v in data.items() if k not in CONTEXT_KEYS}, where)
     others = parse_reference(data["others"], where, models=None) if data.get("others") else {}
     rows = []

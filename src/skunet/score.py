@@ -12,6 +12,7 @@ predictions are named in one line each.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from skunet.atomic import atomic_file
+from skunet.atomic import atomic_dir
 from skunet.audit import CONSISTENT, INCONSISTENT, audit_scores, reference_rows
 from skunet.compare import read_yaml_file
 from skunet.config import DATASETS, PROTOCOLS
@@ -41,6 +42,7 @@ class Matched:
     missing: list[str]
     extra: list[Path]
     duplicated: dict[str, list[Path]]
+    set_aside: list[Path]
 
 
 def match(folder: Path, ids: list[str]) -> Matched:
@@ -56,26 +58,32 @@ def match(folder: Path, ids: list[str]) -> Matched:
             found[max(owners, key=len)].append(path)
         else:
             extra.append(path)
-    for i, paths in found.items():  # `skunet predict`'s folder: <id>_prob.png beside its mask and others
-        probs = [p for p in paths if p.stem == f"{i}_prob"]
-        companions = {f"{i}_{kind}" for kind in PREDICT_COMPANIONS}
-        if len(paths) > 1 and len(probs) == 1 and all(p.stem in companions for p in paths if p != probs[0]):
-            extra += [p for p in paths if p != probs[0]]
-            found[i] = probs
+    set_aside = []
+    for i, paths in found.items():  # `skunet predict`'s folder: <stem>_prob.png beside its mask and others
+        probs = [p for p in paths if p.stem.endswith("_prob")]
+        if len(paths) > 1 and len(probs) == 1:
+            companions = {f"{probs[0].stem.removesuffix('_prob')}_{kind}" for kind in PREDICT_COMPANIONS}
+            if all(p.stem in companions for p in paths if p != probs[0]):
+                set_aside += [p for p in paths if p != probs[0]]
+                found[i] = probs
     return Matched(
         files={i: paths[0] for i, paths in found.items() if len(paths) == 1},
         missing=[i for i, paths in found.items() if not paths],
         extra=extra,
         duplicated={i: paths for i, paths in found.items() if len(paths) > 1},
+        set_aside=set_aside,
     )
 
 
 def read_prediction(path: Path) -> np.ndarray:
-    """A prediction file as float probabilities in [0, 1]: 8-bit PNG / 255, 16-bit PNG / 65535,
-    .npy floats as they are, uint8 / 255, uint16 / 65535, bools as 0 / 1."""
+    """A prediction file as float probabilities in [0, 1]: integers that are all 0 or 1 and bools
+    as a 0 / 1 mask, else 8-bit PNG / 255, 16-bit PNG / 65535, .npy floats as they are, uint8 /
+    255, uint16 / 65535."""
     try:
         if path.suffix.lower() == ".npy":
             array = np.load(path, allow_pickle=False)
+            if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+                raise ValueError("an .npz archive, not one array")
         else:
             with Image.open(path) as img:
                 img.load()
@@ -86,23 +94,24 @@ def read_prediction(path: Path) -> np.ndarray:
                     array = bands[..., 0]
                 else:
                     array = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
-    except (OSError, ValueError, UnidentifiedImageError) as err:
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, UnidentifiedImageError) as err:
         raise SkunetError(f"{path}: unreadable ({reason(err)}); give an 8/16-bit PNG or a .npy array") from None
-    if array.ndim != 2:
+    if array.ndim != 2 or array.size == 0:
         raise SkunetError(f"{path}: shape {array.shape}; a prediction is one 2-D map per image")
     kind, size = array.dtype.kind, array.dtype.itemsize
-    if kind == "b":
-        return array.astype(np.float32)
+    if kind == "b" or (kind in "ui" and array.max() <= 1 and array.min() >= 0):
+        return array.astype(np.float32)  # a 0/1 mask (cv2.imwrite of a 0/1 array writes levels 0 and 1)
     if kind == "u" and size == 1:
         return array.astype(np.float32) / np.float32(255)
     if kind in "ui" and (size == 2 or (kind == "i" and path.suffix.lower() == ".png")):
         return array.astype(np.float64) / 65535.0  # 16-bit levels (PIL reads some 16-bit PNGs as int32)
-    if kind in "ui" and np.isin(array, (0, 1)).all():
-        return array.astype(np.float32)  # a 0/1 mask
     if kind == "f":
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise SkunetError(f"{path}: values outside [0, 1] (min {np.nanmin(array):.3g}, max "
-                              f"{np.nanmax(array):.3g}); give probabilities, e.g. after a sigmoid")
+        if not np.isfinite(array).all():
+            raise SkunetError(f"{path}: {np.count_nonzero(~np.isfinite(array))} values are NaN or infinite;"
+                              " give probabilities, e.g. after a sigmoid")
+        if array.min() < 0 or array.max() > 1:
+            raise SkunetError(f"{path}: values outside [0, 1] (min {array.min():.3g}, max {array.max():.3g});"
+                              " give probabilities, e.g. after a sigmoid")
         return array.astype(np.float64)
     raise SkunetError(f"{path}: dtype {array.dtype}; give probabilities (float), 8/16-bit levels or a 0/1 mask")
 
@@ -152,9 +161,19 @@ def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, refer
     if not (raw_dir / "manifest.json").is_file():
         raise SkunetError(f"{raw_dir}: no test images here; run `dvc repro download@{dataset}` (or point --raw "
                           "at a data/raw/<dataset> folder)")
-    ids = list(load_manifest(raw_dir)["test"])
+    manifest = load_manifest(raw_dir)
+    if manifest.get("dataset") != dataset:
+        raise SkunetError(f"--raw {raw_dir}: holds the test images of {manifest.get('dataset')}, not of {dataset};"
+                          f" give --dataset {manifest.get('dataset')}, or --raw data/raw/{dataset}")
+    _check_out(out_dir)
+    rows = published_rows(reference, dataset)  # a bad reference file is said before any work
+    ids = list(manifest["test"])
     matched = match(folder, ids)
     problems = [f"{folder}: no prediction for test image {i}" for i in matched.missing]
+    if matched.missing and matched.extra:  # what the user may have meant them to be
+        names = ", ".join(p.name for p in matched.extra[:4]) + (", ..." if len(matched.extra) > 4 else "")
+        problems.append(f"{folder}: {len(matched.extra)} file(s) match no test image of {dataset} ({names}); name each"
+                        f" prediction by its test image's id ({ids[0]}.png, {ids[0]}_prob.npy, ...), as a .png or .npy")
     problems += [f"{folder}: {len(paths)} predictions for test image {i}: {', '.join(p.name for p in paths)}"
                  for i, paths in matched.duplicated.items()]
     stage = f"download@{dataset}"
@@ -174,19 +193,34 @@ def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, refer
     if problems:
         raise SkunetError("\n".join(problems))
     fovs = [read_png(raw_dir / "fov" / f"{i}.png", "L", stage) > 127 for i in ids]
-    result = write_evaluation([probs[i] for i in ids], [labels[i] for i in ids], fovs, ids,
-                              out_dir / "metrics.json", out_dir / "plots", dataset, threshold, curve_points)
-    binary = all(np.isin(probs[i], (0.0, 1.0)).all() for i in ids)
-    text = "\n".join([
-        f"# Your predictions on {dataset}, scored as the pipeline scores its own", "",
-        f"{len(ids)} test images from {folder}; threshold {threshold} (vessel where probability > it)"
-        + ("; binary masks, so the AUC is that of a single operating point" if binary else "") + ".", "",
-        comparison_table(result, published_rows(reference, dataset)),
-        "Your numbers, rounded to 4 digits as a paper prints them, audited as the published ones are "
-        "(`skunet audit`): which evaluations could have given them.", "",
-        audit_table(dataset, result),
-    ])
-    with atomic_file(out_dir / "report.md") as tmp:
-        tmp.write_text(text)
+    with atomic_dir(out_dir) as tmp:  # the whole folder or nothing (Ctrl-C, a full disk)
+        result = write_evaluation([probs[i] for i in ids], [labels[i] for i in ids], fovs, ids,
+                                  tmp / "metrics.json", tmp / "plots", dataset, threshold, curve_points)
+        binary = all(np.isin(probs[i], (0.0, 1.0)).all() for i in ids)
+        text = "\n".join([
+            f"# Your predictions on {dataset}, scored as the pipeline scores its own", "",
+            f"{len(ids)} test images from {folder}; threshold {threshold} (vessel where probability > it)"
+            + ("; binary masks, so the AUC is that of a single operating point" if binary else "") + ".", "",
+            comparison_table(result, rows),
+            "Your numbers, rounded to 4 digits as a paper prints them, audited as the published ones are "
+            "(`skunet audit`): which evaluations could have given them.", "",
+            audit_table(dataset, result),
+        ])
+        (tmp / "report.md").write_text(text)
     notes = [f"{path}: matches no test image of {dataset}; ignored" for path in matched.extra]
     return result, text, notes
+
+
+# What `skunet evaluate` writes into its --out folder.
+OUTPUTS = ("metrics.json", "plots", "report.md")
+
+
+def _check_out(out_dir: Path) -> None:
+    """--out: a new folder, or one this command wrote (it is replaced whole); never a folder with
+    other files, such as the pipeline's own reports/ or metrics/."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SkunetError(f"--out {out_dir}: a file; give a new folder")
+    other = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUTS) if out_dir.is_dir() else []
+    if other:
+        raise SkunetError(f"--out {out_dir}: holds {other[0]}, which `skunet evaluate` does not write; give a new"
+                          " folder (or one it wrote before)")
