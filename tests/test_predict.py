@@ -244,3 +244,16 @@ def test_evaluate_refuses_a_foreign_out_folder_a_wrong_raw_and_a_bad_reference_b
     assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "plots", "report.md"]
     assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0  # its own folder: replaced
+
+
+@pytest.mark.slow
+def test_predict_turns_a_camera_image_as_its_exif_orientation_says(project, tmp_path):
+    """A JPEG stored turned, with EXIF orientation 6: the maps line up with the image as shown."""
+    shown = Image.open(project / "data/raw/drive/images/01.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    shown.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.jpg", exif=exif)
+    result = skunet("predict", "models/drive/unet.pt", str(tmp_path / "turned.jpg"), "--out", str(tmp_path / "out"),
+                    cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "out" / "turned_prob.png").size == shown.size

@@ -394,8 +394,15 @@ def _other_architecture() -> dict[str, torch.Tensor]:
     return build_model(ModelConfig(name="skunet", base_width=4, depth=2)).state_dict()
 
 
+def _diverged() -> dict[str, torch.Tensor]:
+    weights = build_model(ModelConfig(name="unet", base_width=4, depth=2)).state_dict()
+    next(v for v in weights.values() if v.is_floating_point()).fill_(float("nan"))
+    return weights
+
+
 BAD_CHECKPOINTS = {
     "no_model_config": (dict(model_config=None), "no 'model_config'"),
+    "diverged": (dict(state_dict=_diverged()), "its weights hold NaN or infinity"),
     "other_architecture": (dict(state_dict=_other_architecture()), "weights do not fit the model"),
     "unknown_model": (dict(model_config={"name": "resnet"}), "describes no model of this project"),
 }
@@ -412,6 +419,32 @@ def test_a_bad_checkpoint_is_one_line_in_every_reader(tmp_path, case):
         text = str(err.value)
         assert "\n" not in text and text.startswith(str(path)) and message in text, text
         assert text.endswith("re-run `dvc repro -f train@drive-unet`"), text
+
+
+def _flip_in_largest_entry(path: Path) -> None:
+    """Change bytes in the middle of the largest tensor's data, leaving the zip's structure whole."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little") \
+        + int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    middle = start + info.compress_size // 2
+    data[middle:middle + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_damaged_inside_or_not_one_at_all_is_one_line(tmp_path):
+    """torch.load checks no CRC: bytes changed inside a tensor loaded as other weights, unsaid; a
+    file that is no pickle (a saved link) ended in a KeyError from the unpickler."""
+    path = _checkpoint(tmp_path / "models" / "drive" / "unet.pt")
+    _flip_in_largest_entry(path)
+    with pytest.raises(SkunetError, match=r"unet.pt: damaged checkpoint \(\S+ fails its CRC check\); re-run"):
+        load_checkpoint(path)
+    path.write_text("https://example.org/skunet.pt")
+    with pytest.raises(SkunetError, match=r"unet.pt: truncated or damaged checkpoint \(\w+Error: .*\); re-run"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("case", ["no_model_config", "other_architecture", "truncated", "runs_code"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import pickle
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,11 @@ def _torch_load(path: Path, what: str, remedy: str) -> Any:
     """`torch.load` of tensors and plain data only (weights_only=True); a file holding anything
     else, or a damaged one, is one line naming it and `remedy`."""
     try:
+        if zipfile.is_zipfile(path):  # torch.save's format; torch.load checks no CRC
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+            if damaged:
+                raise SkunetError(f"{path}: damaged {what} ({damaged} fails its CRC check); {remedy}")
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # weights_only refused what the file holds (Python objects, code to run on loading) or
@@ -109,8 +115,9 @@ def _torch_load(path: Path, what: str, remedy: str) -> Any:
         # must never be done with a file of unknown origin
         raise SkunetError(f"{path}: not a {what} this project wrote (not tensors and plain data "
                           f"only), so it was not loaded; {remedy}") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as err:  # a truncated zip: OSError EINVAL
-        raise SkunetError(f"{path}: truncated or damaged {what} ({reason(err)}); {remedy}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, zipfile.BadZipFile) as err:
+        # a truncated zip: OSError EINVAL; a file that is no pickle at all: KeyError from the unpickler
+        raise SkunetError(f"{path}: truncated or damaged {what} ({type(err).__name__}: {reason(err)}); {remedy}") from None
 
 
 def _misfit(model: torch.nn.Module, weights: Any) -> str | None:
@@ -172,6 +179,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     misfit = _misfit(model, payload["state_dict"])
     if misfit:
         raise SkunetError(f"{path}: {misfit}; {remedy}")
+    diverged = next((k for k, v in payload["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if diverged:
+        raise SkunetError(f"{path}: its weights hold NaN or infinity ({diverged}): the training diverged or the"
+                          f" file was damaged; {remedy}")
     model.load_state_dict(payload["state_dict"])
     return model.to(device), payload
 

@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from skunet import metrics
@@ -79,8 +79,8 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
 def read_image(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, or SkunetError saying why it cannot be segmented."""
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            img = ImageOps.exif_transpose(opened)  # as a viewer shows it (a camera's JPEG may be stored turned)
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 raise SkunetError(f"{path}: a {mode} image (16-bit or more per channel); save it as an "
