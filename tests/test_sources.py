@@ -139,7 +139,8 @@ def test_fetch_verifies_before_moving_into_place(tmp_path, monkeypatch):
 
     served = fake_drive_zip(tmp_path / "served.zip")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SkunetError, match="checksum mismatch"):
+    with pytest.raises(SkunetError, match=r"served.zip: what it sent \(\d+ bytes, sha256 \w+\.\.\.\) is not DRIVE.zip"
+                                          r" .*put it in data/downloads/$"):
         fetch(ArchiveFile("DRIVE.zip", "0" * 64, served.as_uri()))
     assert not list((tmp_path / "data" / "downloads").iterdir())  # nothing partial left
     path = fetch(ArchiveFile("DRIVE.zip", sha(served), served.as_uri()))
@@ -196,3 +197,52 @@ def test_the_entry_size_limit_is_far_above_the_real_archives(mirror):
     largest = max(info.file_size for name in ("DRIVE.zip", "CHASEDB1.zip")
                   for info in zipfile.ZipFile(mirror / name).infolist())
     assert largest * 50 < MAX_ENTRY_BYTES
+
+
+def test_a_transfer_cut_short_is_said_and_leaves_nothing(tmp_path, monkeypatch):
+    """A server that announces more bytes than it sends: the next source is tried (none here), and
+    the one line says what was looked for, with no temporary file named or left behind."""
+    import http.server
+    import threading
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SKUNET_DATA_MIRROR", raising=False)
+    url = f"http://127.0.0.1:{server.server_port}/DRIVE.zip"
+    try:
+        with pytest.raises(SkunetError, match=r"^no archive found \(SKUNET_DATA_MIRROR is not set; nothing in"
+                                              r" data/downloads/, download failed\): get it$"):
+            resolve([Source("url", (ArchiveFile("DRIVE.zip", "0" * 64, url),))], "get it")
+    finally:
+        server.shutdown()
+    assert not list((tmp_path / "data" / "downloads").iterdir())
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (None, "SKUNET_DATA_MIRROR is not set"), ("", "SKUNET_DATA_MIRROR is empty"),
+    ("absent", "SKUNET_DATA_MIRROR={}: no such folder"),
+    ("DRIVE.zip", "SKUNET_DATA_MIRROR={}: a file, not the folder that holds the archives"),
+    (".", "SKUNET_DATA_MIRROR={}: not there"),
+])
+def test_no_archive_says_what_the_mirror_variable_holds(tmp_path, monkeypatch, value, said):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "DRIVE.zip").write_bytes(b"")
+    if value is None:
+        monkeypatch.delenv("SKUNET_DATA_MIRROR", raising=False)
+    else:
+        value = value if value in ("", ".") else str(tmp_path / value)
+        monkeypatch.setenv("SKUNET_DATA_MIRROR", value)
+    with pytest.raises(SkunetError) as err:
+        resolve([Source("mirror", (ArchiveFile("CHASEDB1.zip", "0" * 64),))], "help", allow_network=False)
+    assert f"({said.format(value)};" in str(err.value)

@@ -9,8 +9,10 @@ error, never a reason to try the next source: a wrong archive must not pass sile
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from skunet.errors import SkunetError
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "SKUNET_DATA_MIRROR"
+# A download that fails for one of these is said and the next source tried; any other OSError
+# (data/downloads not writable, a full disk) is an error naming the file.
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 DOWNLOADS = Path("data/downloads")
 _CHUNK = 1 << 20
 # The largest entry an archive may declare (uncompressed) for us to read it. The official files
@@ -103,7 +108,7 @@ def resolve(
                 continue
             try:
                 return [(fetch(f), f) for f in source.files]
-            except OSError as err:  # network unreachable: say so, try nothing else
+            except NETWORK_ERRORS as err:  # no network, a refused or cut connection: said, and on
                 log.warning("download failed: %s", err)
                 continue
         folder = _folder(source.kind)
@@ -112,9 +117,21 @@ def resolve(
         paths = [folder / f.name for f in source.files]
         if all(p.is_file() for p in paths):
             return [(verify(p, f.sha256), f) for p, f in zip(paths, source.files)]
+    raise SkunetError(f"no archive found ({_mirror_state()}; nothing in {DOWNLOADS}/, download failed): {help_text}")
+
+
+def _mirror_state() -> str:
+    """What the mirror variable holds, in a few words, for the error that no archive was found."""
     mirror = os.environ.get(MIRROR_ENV)
-    where = f"{MIRROR_ENV}={mirror}" if mirror else f"{MIRROR_ENV} is not set"
-    raise SkunetError(f"no archive found ({where}; nothing in {DOWNLOADS}/, download failed): {help_text}")
+    if mirror is None:
+        return f"{MIRROR_ENV} is not set"
+    if not mirror:
+        return f"{MIRROR_ENV} is empty"
+    if not Path(mirror).exists():
+        return f"{MIRROR_ENV}={mirror}: no such folder"
+    if not Path(mirror).is_dir():
+        return f"{MIRROR_ENV}={mirror}: a file, not the folder that holds the archives"
+    return f"{MIRROR_ENV}={mirror}: not there"
 
 
 def fetch(file: ArchiveFile) -> Path:
@@ -130,7 +147,14 @@ def fetch(file: ArchiveFile) -> Path:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
-        verify(partial, file.sha256)
+        got = partial.stat().st_size
+        if total is not None and got < total:
+            raise ConnectionError(f"{file.url}: the transfer stopped after {got} of {total} bytes")
+        actual = sha256sum(partial)
+        if actual != file.sha256:
+            raise SkunetError(f"{file.url}: what it sent ({got} bytes, sha256 {actual[:12]}...) is not {file.name}"
+                              f" (sha256 {file.sha256[:12]}...); the address may have changed: download"
+                              f" {file.name} yourself and put it in {DOWNLOADS}/")
     return target
 
 
