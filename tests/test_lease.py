@@ -429,7 +429,8 @@ def test_a_lease_stopped_by_sigterm_packs_what_it_has(tmp_path, mirror):
     lease.send_signal(signal.SIGTERM)
     assert lease.wait(120) == 143, log.read_text()[-2000:]
     assert "interrupted; packed 1 finished training and drive-unet_dropblock in progress" in log.read_text()
-    assert not [p for p in Path("/proc").glob("[0-9]*") if _cwd(p) == work], "a stage was left running"
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _cwd(p) == work and b"stages/train.py" in _cmdline(p)], \
+        "the training was left running"
     manifest = json.loads((out / L.MANIFEST).read_text())
     piece = manifest["pieces"][-1]
     assert piece["interrupted"] == "SIGTERM" and piece["finished"] == ["drive-unet"]
@@ -445,3 +446,10 @@ def _cwd(proc: Path) -> Path | None:
         return (proc / "cwd").resolve()
     except OSError:
         return None
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

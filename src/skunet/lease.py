@@ -135,15 +135,36 @@ def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float
 
 
 def _stop(proc: subprocess.Popen, sig: int, wait_s: float = 60.0) -> None:
-    """Send `sig` to `proc`'s process group and wait for it; SIGKILL after `wait_s`."""
-    try:
+    """Send `sig` to `proc`'s process group and wait until every process of it has ended (DVC may
+    end before the stage it started); SIGKILL after `wait_s`."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-        proc.wait(wait_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:  # gone already
-        proc.wait()
+    end = time.time() + wait_s
+    while (proc.poll() is None or _group_running(proc.pid)) and time.time() < end:
+        time.sleep(0.2)
+    if proc.poll() is None or _group_running(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` is still running (one that has ended but is not yet
+    reaped aside)."""
+    if not Path("/proc/self/stat").is_file():  # not Linux: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------- the run cache
