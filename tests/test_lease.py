@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import subprocess
@@ -184,13 +185,10 @@ def test_pieces_that_are_too_large_for_the_files_a_lease_sends_back_are_refused(
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("python", ["with tarfile's data filter", "without it (Python before 3.11.4)"])
 @pytest.mark.parametrize(("name", "link"), [("../escape.txt", None), ("src/skunet/evil.py", None),
                                             (".dvc/cache/../../escape.txt", None), ("/.dvc/cache/escape.txt", None),
                                             (".dvc/cache/files/md5/ab/link", "../../../../../escape.txt")])
-def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, monkeypatch, name, link, python):
-    if python.startswith("without"):
-        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name, link):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo(name)
@@ -209,16 +207,19 @@ def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, monkeypatc
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_pieces_are_taken_without_tarfiles_data_filter_too(tmp_path, monkeypatch):
-    """Python 3.11 before 3.11.4 has no extraction filters: the pieces go in all the same."""
-    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+def test_pieces_travel_between_caches_wherever_dvc_cache_dir_puts_them(tmp_path):
+    """A cache shared on a cluster (`dvc cache dir`): packed from it, taken into it."""
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
-    md5 = _fake_run(machine, "drive-unet", b"weights")
+    for root, cache in ((machine, tmp_path / "shared-a"), (home, tmp_path / "shared-b")):
+        (root / ".dvc").mkdir(parents=True)
+        (root / ".dvc" / "config").write_text(f"[cache]\n    dir = {cache}\n")
+    md5 = _fake_run(tmp_path / "staging", "drive-unet", b"weights")
+    shutil.copytree(tmp_path / "staging" / ".dvc" / "cache", tmp_path / "shared-a")
     out.mkdir()
     L._pack(machine, out, ["drive-unet"], None)
-    home.mkdir()
     L.take(out, home)
-    assert (home / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_bytes() == b"weights"
+    assert (tmp_path / "shared-b" / "files" / "md5" / md5[:2] / md5[2:]).read_bytes() == b"weights"
+    assert not (home / ".dvc" / "cache").exists()
 
 
 def _leased(tmp_path, monkeypatch) -> Path:
@@ -369,6 +370,19 @@ def test_a_training_on_data_drawn_elsewhere_is_taken_with_its_own_lock_entry(tmp
     assert _metrics(home) == _metrics(machine)
     status = _run(["dvc", "status", "train@drive-unet"], home, env).stdout
     assert "modified:" in status and "data/augmented/drive" in status
+
+    # the same libraries drew other data: the data stages' inputs differ, not the versions; the
+    # training is named for retraining and dvc.lock is left alone
+    from skunet.data.augment import library_versions
+
+    (out / L.MANIFEST).write_text(json.dumps({
+        "pieces": [{"device": "GPU X", **library_versions()}],
+        "trainings": {"drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": [], "device": "GPU X"}}}))
+    home = _clone(template, tmp_path / "home2")
+    summary = _run(["skunet", "take", str(out)], home, env).stdout
+    assert ("drive-unet: trained from other code or parameters than this checkout's (the data stages' inputs"
+            in summary)
+    assert lock(home).get("train@drive-unet") == lock(template).get("train@drive-unet")  # no lock entry of the lease's
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [

@@ -188,7 +188,28 @@ def _dvc(root: Path, *args: str, log_path: Path | None, env: dict[str, str] | No
 
 
 def _cache_dir(root: Path) -> Path:
-    return root / ".dvc" / "cache"
+    """The checkout's DVC cache: the folder `dvc cache dir` set, if one was (a cache shared on a
+    cluster), else .dvc/cache."""
+    from dvc.config import Config
+
+    configured = Config(dvc_dir=str(root / ".dvc"))["cache"].get("dir")
+    return Path(configured) if configured else root / ".dvc" / "cache"
+
+
+def _arcname(root: Path, path: Path) -> str:
+    """A packed file's name in the pieces: .dvc/cache/... for the cache wherever it is, else its
+    path in the checkout."""
+    cache = _cache_dir(root)
+    if cache in path.parents:
+        return (Path(".dvc/cache") / path.relative_to(cache)).as_posix()
+    return path.relative_to(root).as_posix()
+
+
+def _target(root: Path, arcname: str) -> Path:
+    """Where a packed file goes in the checkout at `root` (:func:`_arcname` reversed)."""
+    if arcname.startswith(".dvc/cache/"):
+        return _cache_dir(root) / arcname.removeprefix(".dvc/cache/")
+    return root / arcname
 
 
 def _training_runs(root: Path) -> dict[str, list[Path]]:
@@ -289,7 +310,7 @@ def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | Non
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in members:
-            tar.add(path, arcname=path.relative_to(root).as_posix())
+            tar.add(path, arcname=_arcname(root, path))
     data = buffer.getvalue()
     parts = [data[i : i + MAX_FILE_BYTES] for i in range(0, len(data), MAX_FILE_BYTES)] or [data]
     if len(parts) > MAX_PARTS:
@@ -316,13 +337,16 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     data = _checked_parts(folder, parts, manifest)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-            runs, objects = _checked_members(folder, tar)
-            _check_finished(folder, root, manifest, runs, objects)
-            # the "data" filter where this Python has it (3.11.4 on); the checks above either way
-            tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+            files, runs, objects = _checked_members(folder, tar)
     except (tarfile.TarError, EOFError) as err:
         raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({reason(err)}); bring back all"
                           " of them, unchanged") from None
+    _check_finished(folder, root, manifest, runs, objects)
+    for name, content in files.items():  # written by us, each to a path of our making: no tar extraction
+        target = _target(root, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(content)
     for training, entry in manifest["trainings"].items():
         if entry["status"] == "finished":
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
@@ -353,11 +377,13 @@ def _checked_parts(folder: Path, parts: list[Path], manifest: dict[str, Any]) ->
     return b"".join(chunks)
 
 
-def _checked_members(folder: Path, tar: tarfile.TarFile) -> tuple[dict[str, dict[str, Any]], set[str]]:
+def _checked_members(folder: Path, tar: tarfile.TarFile
+                     ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], set[str]]:
     """Check every member of the pieces: a regular file under the two folders a lease packs, with
     nothing that climbs out, and a cache object whose bytes have the md5 it is named by (tar keeps
-    no checksum of its data). Returns the trainings' run-cache entries among them, by training, and
-    the md5s of the objects."""
+    no checksum of its data). Returns the members' contents by name, the trainings' run-cache
+    entries among them by training, and the md5s of the objects."""
+    files: dict[str, bytes] = {}
     runs: dict[str, dict[str, Any]] = {}
     objects: set[str] = set()
     for member in tar.getmembers():
@@ -365,7 +391,7 @@ def _checked_members(folder: Path, tar: tarfile.TarFile) -> tuple[dict[str, dict
         if (not member.isfile() or name != member.name or name.startswith("/")
                 or not name.startswith((".dvc/cache/", ".skunet-state/"))):
             raise SkunetError(f"{folder}: {member.name} is not a piece of a lease; refusing the folder")
-        content = tar.extractfile(member).read()
+        content = files[name] = tar.extractfile(member).read()
         if name.startswith(".dvc/cache/files/md5/"):
             md5 = "".join(name.split("/")[-2:])
             if hashlib.md5(content).hexdigest() != md5:
@@ -380,7 +406,7 @@ def _checked_members(folder: Path, tar: tarfile.TarFile) -> tuple[dict[str, dict
                 cmd = ""
             if cmd.startswith(TRAIN_CMD + " "):
                 runs["-".join(cmd.split()[2:4])] = entry
-    return runs, objects
+    return files, runs, objects
 
 
 def _check_finished(folder: Path, root: Path, manifest: dict[str, Any], runs: dict[str, dict[str, Any]],
@@ -435,6 +461,7 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache", "other
     data" or "other code: <what differs>" (trained from other code or parameters: left alone)."""
     from skunet.checkpoints import dvc_data_md5
+    from skunet.data.augment import library_versions
 
     runs = _training_runs(root)
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]
@@ -458,6 +485,9 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
         if _data_dep(entry, dataset) == dvc_data_md5(dataset, lock_path):
             how[training] = "run cache"
             continue
+        if _drawing_versions(manifest, training) == library_versions():  # the same libraries drew other data
+            how[training] = "other code: the data stages' inputs (params.yaml resize or augment, or their code)"
+            continue
         how[training] = "other data"
         lock["stages"][f"train@{training}"] = {k: entry[k] for k in ("cmd", "deps", "params", "outs") if k in entry}
         for out in entry["outs"]:
@@ -472,8 +502,8 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
 def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """The manifest of the pieces taken home, as reports/pieces.json, to commit with the results."""
     target = root / "reports" / "pieces.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(manifest, indent=1) + "\n")
+    with atomic_file(target) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return target
 
 
@@ -609,11 +639,15 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(out / MANIFEST)
 
 
-def _drawn_by(manifest: dict[str, Any], training: str) -> str:
+def _drawing_versions(manifest: dict[str, Any], training: str) -> dict[str, str]:
     """The versions that drew a training's data: those of the first piece on its device."""
     device = manifest["trainings"][training].get("device")
     piece = next((p for p in manifest["pieces"] if p.get("device") == device), {})
-    return ", ".join(f"{k} {piece[k]}" for k in ("numpy", "opencv", "albumentations") if k in piece) or "unknown versions"
+    return {k: piece[k] for k in ("numpy", "opencv", "albumentations") if k in piece}
+
+
+def _drawn_by(manifest: dict[str, Any], training: str) -> str:
+    return ", ".join(f"{k} {v}" for k, v in _drawing_versions(manifest, training).items()) or "unknown versions"
 
 
 def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
