@@ -115,8 +115,11 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     Image.fromarray(np.full((64, 64), 40000, np.uint16)).save(folder / "deep.png")
     Image.fromarray(np.zeros((64, 64, 4), np.uint8), "RGBA").save(folder / "alpha.png")
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "tiny.png")
+    frames = [Image.fromarray(np.full((64, 64), v, np.uint8)) for v in (0, 90)]
+    frames[0].save(folder / "frames.gif", save_all=True, append_images=frames[1:])
     return {"text.png": "not an image this tool reads", "empty.jpg": "not an image this tool reads",
-            "deep.png": "16-bit", "alpha.png": "RGBA image (4 channels", "tiny.png": "too small to segment"}
+            "deep.png": "16-bit", "alpha.png": "RGBA image (4 channels", "tiny.png": "too small to segment",
+            "frames.gif": "2 frames; give one image per file"}
 
 
 @pytest.mark.slow
@@ -133,7 +136,14 @@ def test_predict_names_each_bad_image_in_one_line_and_does_the_others(project, t
         (line,) = [line for line in lines if f"/{name}: " in line]
         assert part in line, line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grey_mask.png", "grey_prob.png"]
-    assert "1 of 6 images segmented, 5 not (above)" in result.stdout
+    assert "1 of 7 images segmented, 6 not (above)" in result.stdout
+    # nothing segmented: no empty folder left behind; the same file named twice is done once
+    result = skunet("predict", "models/drive/unet.pt", str(tmp_path / "in" / "text.png"), "--out",
+                    str(tmp_path / "none"), cwd=project)
+    assert result.returncode == 2 and not (tmp_path / "none").exists()
+    result = skunet("predict", "models/drive/unet.pt", str(good), str(tmp_path / "in" / "." / "grey.gif"), "--out",
+                    str(tmp_path / "twice"), cwd=project)
+    assert result.returncode == 0 and "1 of 1 images segmented" in result.stdout, result.stdout
 
 
 @pytest.mark.slow

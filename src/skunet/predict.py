@@ -73,13 +73,18 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
             files.append(item)
         else:
             raise SkunetError(f"{item}: no such file or folder")
-    return list(dict.fromkeys(files))
+    unique: dict[Path, Path] = {}
+    for file in files:  # a file named twice (by two paths, or a link) is done once
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
 
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, or SkunetError saying why it cannot be segmented."""
     try:
         with Image.open(path) as opened:
+            if getattr(opened, "n_frames", 1) > 1:
+                raise SkunetError(f"{path}: {opened.n_frames} frames; give one image per file")
             img = ImageOps.exif_transpose(opened)  # as a viewer shows it (a camera's JPEG may be stored turned)
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -89,7 +94,9 @@ def read_image(path: Path) -> np.ndarray:
                 raise SkunetError(f"{path}: a {mode} image ({len(img.getbands())} channels: "
                                   f"{''.join(img.getbands())}); save it as 8-bit RGB or grey, without alpha")
             pixels = np.asarray(img.convert(EIGHT_BIT[mode]))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise SkunetError(f"{path}: too large to read safely ({reason(err)}); downscale it first") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise SkunetError(f"{path}: not an image this tool reads ({reason(err)}); give a PNG, JPEG, "
                           "TIFF or GIF file") from None
     if pixels.ndim == 2:
@@ -146,6 +153,7 @@ def segment(
         raise SkunetError(f"{checkpoint}: records no input size (written before it was recorded); "
                           "re-run its train stage (`dvc repro -f train@<dataset>-<model>`)")
     files = image_files(inputs, out_dir)
+    made = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(out_dir / ".skunet-write-test"):
@@ -172,6 +180,8 @@ def segment(
                     results.append(_write(path, pixels, to_native(prob, pixels.shape[:2]), out_dir / names[path],
                                           threshold, fov, panel))
             bar.update(len(chunk))
+    if made and not any(out_dir.iterdir()):  # nothing could be segmented: no empty folder left
+        out_dir.rmdir()
     return results
 
 
