@@ -267,3 +267,17 @@ def test_predict_turns_a_camera_image_as_its_exif_orientation_says(project, tmp_
                     cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
     assert Image.open(tmp_path / "out" / "turned_prob.png").size == shown.size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [True, 0, None])
+def test_predict_refuses_a_checkpoint_without_a_usable_input_size(project, tmp_path, size):
+    import torch
+
+    payload = torch.load(project / "models/drive/unet.pt", weights_only=True)
+    payload["input_size"] = size
+    torch.save(payload, tmp_path / "edited.pt")
+    result = skunet("predict", str(tmp_path / "edited.pt"), "data/raw/drive/images/01.png", "--out",
+                    str(tmp_path / "out"), cwd=project)
+    assert errors(result) == [f"error: {tmp_path / 'edited.pt'}: records no usable input size ({size!r}); re-run"
+                              " its train stage (`dvc repro -f train@<dataset>-<model>`)"]

@@ -149,9 +149,9 @@ def segment(
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     model, payload = load_checkpoint(checkpoint, device)
     size = payload.get("input_size")
-    if not isinstance(size, int):
-        raise SkunetError(f"{checkpoint}: records no input size (written before it was recorded); "
-                          "re-run its train stage (`dvc repro -f train@<dataset>-<model>`)")
+    if not isinstance(size, int) or isinstance(size, bool) or size < MIN_SIDE:
+        raise SkunetError(f"{checkpoint}: records no usable input size ({size!r}); re-run its train stage"
+                          " (`dvc repro -f train@<dataset>-<model>`)")
     files = image_files(inputs, out_dir)
     made = not out_dir.exists()
     try:
