@@ -232,3 +232,30 @@ def test_dropblock_keep_rate_retrains_the_dropblock_models_only(tmp_path):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(dvc("status", "--json", *trainings))
     assert set(status) == {"train@drive-unet_dropblock", "train@drive-skunet"}, status
+
+
+@pytest.mark.slow
+def test_python_bytecode_beside_the_sources_leaves_the_trainings_up_to_date(tmp_path):
+    """Running a stage writes src/skunet/models/__pycache__/*.pyc, whose bytes hold the machine's
+    paths and timestamps. In the models package's folder hash they made a training recorded on
+    one machine (a lease, a queued experiment's workspace) another run here, and the run cache
+    missed: DVC ignores them (.dvcignore)."""
+    project = project_copy(tmp_path / "project")
+    for out in ("models/drive/unet.pt", "plots/train/drive/unet.csv"):  # stand-ins for the outputs
+        (project / out).parent.mkdir(parents=True, exist_ok=True)
+        (project / out).write_text("unet\n")
+    (project / "data/augmented/drive").mkdir(parents=True)
+    (project / "data/augmented/drive/images.npy").write_text("stand-in\n")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+    def dvc(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    dvc("commit", "-f", "train@drive-unet")
+    assert not list(project.glob("src/**/__pycache__"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "src"], cwd=project, check=True)
+    assert list(project.glob("src/skunet/models/__pycache__/*.pyc"))
+    assert json.loads(dvc("status", "--json", "train@drive-unet")) == {}

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import ROOT, project_copy
 from skunet import lease as L
-from skunet.config import deep_merge, read_yaml
+from skunet.config import deep_merge, parse_yaml, read_yaml
 from skunet.errors import SkunetError
 
 # The tiny profile (params.tiny.yaml), as the README's recipe uses it: small enough for the CPU,
@@ -420,6 +420,18 @@ def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
     assert ("drive-unet: trained from other code or parameters than this checkout's (params.yaml:models.unet), so"
             " `dvc repro` would train it again here") in text
     assert "next: `dvc repro evaluate@drive-unet_dropblock evaluate@drive-skunet evaluate@chase-unet" in text
+
+
+def test_take_reads_params_and_run_cache_entries_as_dvc_does(tmp_path):
+    """`lr: 1e-5` is a number to DVC (YAML 1.2), which writes it as `1e-05` in the run-cache
+    entry; read as YAML 1.1 both were strings, and differing ones: a training from this very
+    checkout was called one of other parameters."""
+    (tmp_path / "params.yaml").write_text("models:\n  unet:\n    lr: 1e-5\n")
+    entry = tmp_path / "entry.yaml"
+    entry.write_text("cmd: python stages/train.py drive unet\nparams:\n  params.yaml:\n    models.unet:\n      lr: 1e-05\n")
+    assert L._other_inputs(tmp_path, parse_yaml(entry.read_text())) == []
+    (tmp_path / "params.yaml").write_text("models:\n  unet:\n    lr: 1e-4\n")
+    assert L._other_inputs(tmp_path, parse_yaml(entry.read_text())) == ["params.yaml:models.unet"]
 
 
 @pytest.mark.slow

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from pydantic import ValidationError
+from ruamel.yaml.error import YAMLError
 
 from skunet.atomic import atomic_file, missing_output
-from skunet.config import DATASETS, MODELS, ModelConfig, describe
+from skunet.config import DATASETS, MODELS, ModelConfig, describe, parse_yaml
 from skunet.errors import SkunetError, reason
 from skunet.models import build_model
 
@@ -78,11 +78,11 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
 def dvc_data_md5(dataset: str, lock: Path = Path("dvc.lock")) -> str | None:
     """md5 of data/augmented/<dataset> as dvc.lock records it, when the stage has been locked."""
     try:
-        stages = yaml.safe_load(lock.read_text())["stages"]
+        stages = parse_yaml(lock.read_text())["stages"]
         for out in stages[f"augment@{dataset}"]["outs"]:
             if out["path"] == f"data/augmented/{dataset}":
                 return out["md5"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+    except (OSError, KeyError, TypeError, YAMLError):
         pass
     return None
 

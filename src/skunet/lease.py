@@ -49,9 +49,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from ruamel.yaml.error import YAMLError
 
 from skunet.atomic import atomic_file
-from skunet.config import DATASETS, MODELS
+from skunet.config import DATASETS, MODELS, parse_yaml
 from skunet.errors import SkunetError, Terminated, reason
 
 log = logging.getLogger(__name__)
@@ -217,8 +218,8 @@ def _training_runs(root: Path) -> dict[str, list[Path]]:
     runs: dict[str, list[Path]] = {}
     for entry in sorted((_cache_dir(root) / "runs").glob("*/*/*"), key=lambda p: p.stat().st_mtime):
         try:
-            cmd = yaml.safe_load(entry.read_text()).get("cmd", "")
-        except (OSError, yaml.YAMLError, AttributeError):
+            cmd = parse_yaml(entry.read_text()).get("cmd", "")
+        except (OSError, YAMLError, AttributeError):
             continue
         if cmd.startswith(TRAIN_CMD + " "):
             dataset, model = cmd.split()[2:4]
@@ -233,7 +234,7 @@ def _object(root: Path, md5: str) -> Path:
 
 def _objects(root: Path, entry: Path) -> list[Path]:
     """The cache objects of a run-cache entry's outputs."""
-    return [_object(root, out["md5"]) for out in yaml.safe_load(entry.read_text()).get("outs", [])]
+    return [_object(root, out["md5"]) for out in parse_yaml(entry.read_text()).get("outs", [])]
 
 
 # ------------------------------------------------------------------------------ the manifest
@@ -400,9 +401,9 @@ def _checked_members(folder: Path, tar: tarfile.TarFile
             objects.add(md5)
         elif name.startswith(".dvc/cache/runs/"):
             try:
-                entry = yaml.safe_load(content)
+                entry = parse_yaml(content)
                 cmd = entry.get("cmd", "") if isinstance(entry, dict) else ""
-            except yaml.YAMLError:
+            except YAMLError:
                 cmd = ""
             if cmd.startswith(TRAIN_CMD + " "):
                 runs["-".join(cmd.split()[2:4])] = entry
@@ -417,7 +418,7 @@ def _check_finished(folder: Path, root: Path, manifest: dict[str, Any], runs: di
     for training, entry in manifest["trainings"].items():
         if entry["status"] != "finished":
             continue
-        run = runs.get(training) or (yaml.safe_load(known[training][-1].read_text()) if known.get(training) else None)
+        run = runs.get(training) or (parse_yaml(known[training][-1].read_text()) if known.get(training) else None)
         outs = [] if run is None else [out.get("md5", "") for out in run.get("outs", [])]
         if run is None or not outs or not all(md5 in objects or _object(root, md5).is_file() for md5 in outs):
             raise SkunetError(f"{folder}: its manifest says {training} finished, but the pieces hold no run of it;"
@@ -442,7 +443,7 @@ def _other_inputs(root: Path, entry: dict[str, Any]) -> list[str]:
         if not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != md5:
             differ.append(dep["path"])
     for name, values in (entry.get("params") or {}).items():
-        current = yaml.safe_load((root / name).read_text()) if (root / name).is_file() else {}
+        current = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
         for key, value in values.items():
             here: Any = current
             for part in key.split("."):
@@ -473,11 +474,11 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
         raise SkunetError(f"dvc repro {' '.join(f'augment@{d}' for d in datasets)} failed (exit {code}); the"
                           " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
     lock_path = root / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text())
+    lock = parse_yaml(lock_path.read_text())
     how: dict[str, str] = {}
     for training in finished:
         dataset = training.split("-", 1)[0]
-        entry = yaml.safe_load(runs[training][-1].read_text())
+        entry = parse_yaml(runs[training][-1].read_text())
         differ = _other_inputs(root, entry)
         if differ:
             how[training] = "other code: " + ", ".join(differ)
