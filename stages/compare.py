@@ -1,6 +1,6 @@
 """compare: reproduced vs published, cell by cell, under both protocols, with intervals from a
-paired bootstrap over the test images, the audit of the published numbers, the self-audit of ours
-and the second observer as the human reference.
+paired bootstrap over the test images, the audit of the published numbers (the audit stage's), the
+self-audit of ours and the second observer as the human reference.
 
 Writes reports/results.json (the results in full), metrics/compare.json (derived from them for
 `dvc metrics diff`), metrics/audit.json (the audit's verdicts), reports/report.md (with the
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import json
 
 from skunet.atomic import atomic_dir, atomic_file
-from skunet.audit import audit_reference, check_own_metrics, compare_test_sets, implied_cells
+from skunet.audit import check_own_metrics, compare_test_sets, implied_cells, read_published_audit
 from skunet.checkpoints import run_context, training_summaries
 from skunet.compare import (
     PAPER_RANKING,
@@ -71,7 +71,7 @@ def main() -> None:
     seeds = load_summary(Path("seeds"), params["base"]["profile"])
     for result in results.values():
         attach_seeds(result, seeds, params["base"]["seed"])
-    audit = audit_reference(PUBLISHED)
+    audit = read_published_audit(PUBLISHED)  # the audit stage's verdicts
     audit["implied"] = implied_cells(audit, reproduced)
     audit["self_audit"] = self_audited
     audit["test_sets"] = compare_test_sets(pixels)

@@ -4,6 +4,7 @@ and the self-audit of our own metrics."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,30 @@ def test_bad_input_is_one_line_error():
 @pytest.fixture(scope="module")
 def published():
     return A.audit_reference(PAPER_YAML)
+
+
+def test_the_committed_audit_is_what_the_audit_stage_computes_now(published, tmp_path):
+    """reports/published_audit.json, the audit stage's output that a clone finds up to date, is
+    the audit of published/paper.yaml by this code; the compare stage takes it only for the
+    published values it was made from."""
+    committed = ROOT / A.PUBLISHED_AUDIT_JSON
+    assert json.loads(committed.read_text()) == published
+    assert A.read_published_audit(PAPER_YAML, committed) == published
+
+    edited = yaml.safe_load(PAPER_YAML.read_text())
+    edited["chase"]["unet"]["f1"] = 0.7928
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    with pytest.raises(A.AuditInputError, match=r"audits other published values than .*paper.yaml's; run `dvc repro audit`"):
+        A.read_published_audit(tmp_path / "paper.yaml", committed)
+    for content, message in ((None, "not found; run `dvc repro audit`"),
+                             ("{", r"unreadable \(.*\); run `dvc repro -f audit`"),
+                             ('{"rows": 3}', "not as the audit stage writes it; run `dvc repro -f audit`")):
+        damaged = tmp_path / "audit.json"
+        damaged.unlink(missing_ok=True)
+        if content is not None:
+            damaged.write_text(content)
+        with pytest.raises(A.AuditInputError, match=message):
+            A.read_published_audit(PAPER_YAML, damaged)
 
 
 def _row(result, dataset, method, table):

@@ -66,7 +66,7 @@ def test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run
             train_s.append(time.time() - t0)
         if dataset == "drive":
             _check_the_partial_run(reference, env)
-    _run(["dvc", "repro"], reference, env)
+    _run(["dvc", "repro", *(f"evaluate@{t}" for t in L.ORDER if t.startswith("chase-"))], reference, env)
     expected = _metrics(reference)
     assert len(expected) == 6
 

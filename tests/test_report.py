@@ -264,6 +264,8 @@ def _compare_project(tmp_path):
     write_params(tmp_path)
     (tmp_path / "published").mkdir()
     shutil.copy(ROOT / "published" / "paper.yaml", tmp_path / "published" / "paper.yaml")
+    (tmp_path / "reports").mkdir()
+    shutil.copy(ROOT / "reports" / "published_audit.json", tmp_path / "reports")  # the audit stage's
     for dataset in ("drive", "chase"):
         fake_raw(tmp_path, dataset, size=(48, 40))
     evaluated(tmp_path, "drive", "unet")

@@ -20,7 +20,9 @@ ships no FOV counts for CHASE_DB1, so only its whole-image assumptions are teste
 
 The pure functions (:func:`audit_scores`, :func:`audit_reference`, :func:`implied_pooled`,
 :func:`self_audit`) read only mlscorecheck's bundled counts; :func:`format_audit_table` prints.
-Verdicts are always computed, never stored.
+Verdicts are always computed, never written by hand: the audit stage computes them from
+published/paper.yaml into :data:`PUBLISHED_AUDIT_JSON` whenever that file or this code changes, and
+the compare stage reads them (:func:`read_published_audit`) instead of spending seconds on every run.
 
 .. _mlscorecheck: https://github.com/FalseNegativeLab/mlscorecheck
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import warnings
@@ -48,7 +51,7 @@ from mlscorecheck.core import NUMERICAL_TOLERANCE
 from mlscorecheck.experiments import get_experiment
 
 from skunet.compare import CONTEXT_KEYS, parse_reference, read_yaml_file
-from skunet.errors import SkunetError
+from skunet.errors import SkunetError, reason
 from skunet.metrics import COUNT_NAMES, scores_from_counts
 
 # Published scores have 4 printed decimals: each is within 5e-5 of its true value. mlscorecheck's
@@ -336,6 +339,31 @@ def audit_reference(
         "assumptions": {a.label: a.key for a in ALL_ASSUMPTIONS},
         "rows": rows,
     }
+
+
+# The audit stage's output: :func:`audit_reference` of published/paper.yaml.
+PUBLISHED_AUDIT_JSON = Path("reports") / "published_audit.json"
+
+
+def read_published_audit(reference: Path, path: Path = PUBLISHED_AUDIT_JSON) -> dict[str, Any]:
+    """The audit stage's verdicts on the rows of `reference` (published/paper.yaml). A file that is
+    missing, damaged or made from other published values (the stage not re-run since the file
+    was edited) is one line saying to run the audit stage."""
+    again = "run `dvc repro audit`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuditInputError(f"{path}: not found; {again}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AuditInputError(f"{path}: unreadable ({reason(err)}); {again.replace('repro', 'repro -f')}") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if (not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)
+            or not isinstance(data.get("assumptions"), dict)):
+        raise AuditInputError(f"{path}: not as the audit stage writes it; {again.replace('repro', 'repro -f')}")
+    audited = [(r.get("dataset"), r.get("method"), r.get("table"), r.get("scores")) for r in rows]
+    if audited != [tuple(row) for row in reference_rows(read_yaml_file(reference), reference)]:
+        raise AuditInputError(f"{path}: audits other published values than {reference}'s; {again}")
+    return data
 
 
 MARKS = {CONSISTENT: "✓", INCONSISTENT: "✗", NOT_TESTABLE: "–"}

@@ -21,7 +21,7 @@
                                  score your own predictions as the pipeline scores its own
     skunet audit [--reference F] [--json]
                                  test every published row for consistency with each evaluation
-                                 mlscorecheck can test (offline); the compare stage runs it too
+                                 mlscorecheck can test (offline); the audit stage runs it too
 """
 
 from __future__ import annotations
