@@ -11,6 +11,7 @@ import subprocess
 import sys
 from modulefinder import ModuleFinder
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -214,13 +215,11 @@ def test_a_changed_input_size_reruns_resize_and_changing_it_back_restores_it(tmp
     assert "Stage 'resize@drive' is cached - skipping run, checking out outputs" in back, back
 
 
-@pytest.mark.slow
-def test_dropblock_keep_rate_retrains_the_dropblock_models_only(tmp_path):
-    """DropBlock's keep rate sits under the two models that have DropBlock: after a change of
-    DRIVE's rate for both, `dvc status` has train@drive-unet up to date and the other two not."""
+def _drive_trainings_committed(tmp_path: Path, models: tuple[str, ...]) -> Callable[..., str]:
+    """A project copy whose DRIVE trainings of `models` dvc.lock records as done, over stand-ins
+    for their data and outputs; returns a runner of DVC commands there (their stdout)."""
     project = project_copy(tmp_path / "project")
-    trainings = [f"train@drive-{model}" for model in ("unet", "unet_dropblock", "skunet")]
-    for model in ("unet", "unet_dropblock", "skunet"):  # stand-ins for the trainings' outputs
+    for model in models:
         for out in (f"models/drive/{model}.pt", f"plots/train/drive/{model}.csv"):
             (project / out).parent.mkdir(parents=True, exist_ok=True)
             (project / out).write_text(f"{model}\n")
@@ -234,8 +233,19 @@ def test_dropblock_keep_rate_retrains_the_dropblock_models_only(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 
-    dvc("commit", "-f", *trainings)  # dvc.lock records the params as they are
+    dvc("commit", "-f", *(f"train@drive-{model}" for model in models))  # dvc.lock records them as they are
+    return dvc
+
+
+@pytest.mark.slow
+def test_dropblock_keep_rate_retrains_the_dropblock_models_only(tmp_path):
+    """DropBlock's keep rate sits under the two models that have DropBlock: after a change of
+    DRIVE's rate for both, `dvc status` has train@drive-unet up to date and the other two not."""
+    models = ("unet", "unet_dropblock", "skunet")
+    dvc = _drive_trainings_committed(tmp_path, models)
+    trainings = [f"train@drive-{model}" for model in models]
     assert "up to date" in dvc("status", *trainings)
+    project = tmp_path / "project"
     params = yaml.safe_load((project / "params.yaml").read_text())
     for model in ("unet_dropblock", "skunet"):
         params["models"][model]["dropblock"]["keep_prob"]["drive"] = 0.9
@@ -250,21 +260,8 @@ def test_python_bytecode_beside_the_sources_leaves_the_trainings_up_to_date(tmp_
     paths and timestamps. In the models package's folder hash they made a training recorded on
     one machine (a lease, a queued experiment's workspace) another run here, and the run cache
     missed: DVC ignores them (.dvcignore)."""
-    project = project_copy(tmp_path / "project")
-    for out in ("models/drive/unet.pt", "plots/train/drive/unet.csv"):  # stand-ins for the outputs
-        (project / out).parent.mkdir(parents=True, exist_ok=True)
-        (project / out).write_text("unet\n")
-    (project / "data/augmented/drive").mkdir(parents=True)
-    (project / "data/augmented/drive/images.npy").write_text("stand-in\n")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-
-    def dvc(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout
-
-    dvc("commit", "-f", "train@drive-unet")
+    dvc = _drive_trainings_committed(tmp_path, ("unet",))
+    project = tmp_path / "project"
     assert not list(project.glob("src/**/__pycache__"))
     subprocess.run([sys.executable, "-m", "compileall", "-q", "src"], cwd=project, check=True)
     assert list(project.glob("src/skunet/models/__pycache__/*.pyc"))
