@@ -22,10 +22,6 @@ from skunet.data.raw import NATIVE_SIZE, RawDataset, RawSample, write_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The stages and DVC the tests start write Python's bytecode as on a user's machine, whatever the
-# shell running the tests sets: bytecode beside the sources must not reach DVC's hashes.
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
 # Device-parametrized tests also run on CUDA where there is a GPU, and say why they are skipped
 # where there is none. On a GPU machine, a quick check before a long run:
 # `python -m pytest tests/test_models.py tests/test_training.py -k cuda`.
