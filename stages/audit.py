@@ -15,15 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import json
 
 from skunet.atomic import atomic_file
-from skunet.audit import PUBLISHED_AUDIT_JSON, audit_reference
+from skunet.audit import PUBLISHED_AUDIT_JSON, PUBLISHED_YAML, audit_reference
 from skunet.errors import exit_on_error
-
-PUBLISHED = Path("published/paper.yaml")
 
 
 @exit_on_error
 def main() -> None:
-    audit = audit_reference(PUBLISHED)
+    audit = audit_reference(PUBLISHED_YAML)
     with atomic_file(PUBLISHED_AUDIT_JSON) as out:
         out.write_text(json.dumps(audit, indent=2, ensure_ascii=False) + "\n")
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import json
 
 from skunet.atomic import atomic_dir, atomic_file
-from skunet.audit import check_own_metrics, compare_test_sets, implied_cells, read_published_audit
+from skunet.audit import PUBLISHED_YAML, check_own_metrics, compare_test_sets, implied_cells, read_published_audit
 from skunet.checkpoints import run_context, training_summaries
 from skunet.compare import (
     PAPER_RANKING,
@@ -45,7 +45,6 @@ from skunet.report import (
 from skunet.results import bootstrap_intervals, first_test_image, read_test_set, roc_curves, second_observer, test_pixels
 from skunet.seeds import load_summary
 
-PUBLISHED = Path("published/paper.yaml")
 FIGURES = Path("plots/figures")
 REPORT = Path("reports/report.md")
 
@@ -53,7 +52,7 @@ REPORT = Path("reports/report.md")
 @exit_on_error
 def main() -> None:
     params = load_params()
-    reference = load_reference(PUBLISHED)
+    reference = load_reference(PUBLISHED_YAML)
     reproduced = load_reproduced("metrics", reference)
     # A partial run compares what exists: only the datasets with an evaluated model are read (the
     # other's data stages may not have run); the report names every cell still missing.
@@ -71,7 +70,7 @@ def main() -> None:
     seeds = load_summary(Path("seeds"), params["base"]["profile"])
     for result in results.values():
         attach_seeds(result, seeds, params["base"]["seed"])
-    audit = read_published_audit(PUBLISHED)  # the audit stage's verdicts
+    audit = read_published_audit(PUBLISHED_YAML)  # the audit stage's verdicts
     audit["implied"] = implied_cells(audit, reproduced)
     audit["self_audit"] = self_audited
     audit["test_sets"] = compare_test_sets(pixels)

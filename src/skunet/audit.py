@@ -341,7 +341,9 @@ def audit_reference(
     }
 
 
-# The audit stage's output: :func:`audit_reference` of published/paper.yaml.
+# The audit stage's input, the paper's Tables 3-6 (the compare stage's reference too), and its
+# output: :func:`audit_reference` of that file.
+PUBLISHED_YAML = Path("published") / "paper.yaml"
 PUBLISHED_AUDIT_JSON = Path("reports") / "published_audit.json"
 
 

@@ -430,12 +430,12 @@ def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
     return next((dep.get("md5") for dep in entry.get("deps", []) if dep["path"] == f"data/augmented/{dataset}"), None)
 
 
-def _other_inputs(root: Path, entry: dict[str, Any]) -> list[str]:
+def _other_inputs(root: Path, entry: dict[str, Any], params_files: dict[str, Any] | None = None) -> list[str]:
     """The files and parameters of a training's run-cache entry that this checkout has otherwise
     (the lease ran another commit, or params.yaml was edited since): the run cache restores no
     such training. Files are compared by DVC's md5 of their bytes; folders (the models package)
-    are left to DVC."""
-    differ = []
+    are left to DVC. `params_files`: the parameter files read so far, by name (filled here)."""
+    differ, params_files = [], {} if params_files is None else params_files
     for dep in entry.get("deps", []):
         md5, path = str(dep.get("md5", "")), root / dep["path"]
         if md5.endswith(".dir") or dep["path"].startswith("data/"):
@@ -443,9 +443,10 @@ def _other_inputs(root: Path, entry: dict[str, Any]) -> list[str]:
         if not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != md5:
             differ.append(dep["path"])
     for name, values in (entry.get("params") or {}).items():
-        current = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
+        if name not in params_files:
+            params_files[name] = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
         for key, value in values.items():
-            here: Any = current
+            here: Any = params_files[name]
             for part in key.split("."):
                 here = here.get(part) if isinstance(here, dict) else None
             if here != value:
@@ -476,10 +477,11 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     lock_path = root / "dvc.lock"
     lock = parse_yaml(lock_path.read_text())
     how: dict[str, str] = {}
+    params_files: dict[str, Any] = {}
     for training in finished:
         dataset = training.split("-", 1)[0]
         entry = parse_yaml(runs[training][-1].read_text())
-        differ = _other_inputs(root, entry)
+        differ = _other_inputs(root, entry, params_files)
         if differ:
             how[training] = "other code: " + ", ".join(differ)
             continue
