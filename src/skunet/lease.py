@@ -11,9 +11,10 @@ brought back):
    ``manifest.json`` with the device, the torch / CUDA / driver versions and the versions that
    draw the data (NumPy, OpenCV, albumentations); on CUDA also the ``-k cuda`` test cases and a
    few timed fast-path training steps per model at paper size (the throughput benchmark's JSON);
-2. takes in the earlier pieces and runs the data stages (``dvc repro augment@...``);
+2. takes in the earlier pieces;
 3. runs the trainings in an order that completes whole comparisons early (DRIVE's three models
-   first), each new one only if an epoch of it fits in the time left by the epoch times measured
+   first), each dataset's data stages (``dvc repro augment@...``) just before its first training,
+   each new training only if an epoch of it fits in the time left by the epoch times measured
    so far, under a deadline (SKUNET_DEADLINE) at which the one in progress stops at an epoch
    boundary with its resume state saved;
 4. packs everything another machine needs to go on into at most 8 files of at most 16 MiB: the
@@ -529,6 +530,19 @@ def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, An
     return rows[model]["epoch_fast_s"] * (sizes[dataset] / sizes["drive"]) ** 2 if model in rows else None
 
 
+def _fits(root: Path, out: Path, training: str, manifest: dict[str, Any], deadline: float) -> bool:
+    """Whether an epoch of `training` fits in the time left (an unknown epoch time is tried);
+    where not, says so."""
+    left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
+    if left <= 0:
+        log.info("%s not started: the time is up", training)
+        return False
+    if epoch_s is not None and epoch_s > left:
+        log.info("%s not started: %.0f s left, and an epoch of it takes %.0f s", training, left, epoch_s)
+        return False
+    return True
+
+
 def _stopped_for_time(log_path: Path, training: str) -> bool:
     """Whether the train stage said it stopped at the deadline (DVC reports any failed stage with
     the same exit status, so the stage's own line tells)."""
@@ -562,22 +576,23 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             _write_manifest(out, manifest)
         if not (root / ".git").exists():
             _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
-        datasets = sorted({t.split("-", 1)[0] for t in todo}, key=DATASETS.index)
-        if datasets:
-            t0 = time.time()
-            code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=log_path)
-            stage_s["data"] = time.time() - t0
-            if code != 0:
-                piece["error"] = f"data stages failed (exit {code}); see lease.log"
-                todo = []
+        drawn: set[str] = set()
         for training in todo:
-            left, epoch_s = deadline - time.time(), _epoch_estimate(root, out, training, manifest)
-            if left <= 0:
-                log.info("%s not started: the time is up", training)
+            if not _fits(root, out, training, manifest, deadline):
                 break
-            if epoch_s is not None and epoch_s > left:
-                log.info("%s not started: %.0f s left, and an epoch of it takes %.0f s", training, left, epoch_s)
-                break
+            # a dataset's data stages just before its first training: a lease whose time is up
+            # before CHASE_DB1's trainings spends none of it drawing CHASE_DB1's data
+            dataset = training.split("-", 1)[0]
+            if dataset not in drawn:
+                t0 = time.time()
+                code = _dvc(root, "repro", f"augment@{dataset}", log_path=log_path)
+                stage_s["data"] = stage_s.get("data", 0.0) + time.time() - t0
+                drawn.add(dataset)
+                if code != 0:
+                    piece["error"] = f"data stages of {dataset} failed (exit {code}); see lease.log"
+                    break
+                if not _fits(root, out, training, manifest, deadline):
+                    break
             current, t0 = training, time.time()
             code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
                         env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
