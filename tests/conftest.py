@@ -166,5 +166,14 @@ def project_copy(path: Path) -> Path:
 FIRST = ("test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run",)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: one worker per CPU this process may run on. pytest-xdist itself counts physical
+    cores through psutil: one on a VM whose two CPUs are a core's two threads, the host's many in
+    a container limited to two. PYTEST_XDIST_AUTO_NUM_WORKERS still decides where set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.name not in FIRST)
