@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-# The suite runs its files in parallel (README: `python -m pytest -n auto`), one process per core:
+# The suite runs its tests in parallel (README: `python -m pytest -n auto`), a worker per CPU:
 # tiny tensors gain nothing from intra-op threads, which would only spin against the other
 # workers. Set before torch is imported, so that the stages the tests start inherit it too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
