@@ -4,7 +4,8 @@ Writes models/<dataset>/<model>.pt (best by validation loss) and plots/train/<da
 A killed run, re-run, resumes from its last completed epoch (state in .skunet-state/).
 Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
 With SKUNET_DEADLINE set (a time, seconds since the epoch: `date -d '+50 min' +%s`), it stops at
-the last epoch boundary before it, its state saved, with exit status 75; run again to go on.
+the last epoch boundary before it (or, in an epoch that runs past it, before the next step), the
+last completed epoch's state saved, with exit status 75; run again to go on.
 """
 
 import sys

@@ -471,6 +471,30 @@ def test_a_lease_stopped_by_sigterm_packs_what_it_has(tmp_path, mirror):
     assert L.summary(manifest).startswith("1 of 6 trainings finished: drive-unet\n")
 
 
+@pytest.mark.slow
+def test_a_lease_keeps_its_budget_when_a_first_epoch_is_longer_than_the_time_left(tmp_path, mirror):
+    """No epoch time is known yet (no GPU benchmark, no earlier piece), so the first training is
+    tried, and its first epoch is longer than the lease: the training stops at the deadline, not at
+    the end of its epoch, and the lease packs and says so in time, instead of being cut off by the
+    machine's own limit with nothing packed."""
+    env = {"SKUNET_DATA_MIRROR": str(mirror)}
+    work = project_copy(tmp_path / "machine")
+    params = deep_merge(yaml.safe_load((work / "params.yaml").read_text()), TINY)
+    params["models"]["unet"]["base_width"] = 256  # an epoch of minutes on a CPU
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile, wide U-Net"], cwd=work, check=True)
+    _run(["dvc", "repro", "augment@drive"], work, env)  # drawn already: the lease's data stages are DVC's check
+    out, budget = tmp_path / "out", 40
+    said = _run(["skunet", "lease", "--budget", str(budget), "--reserve", "0", "--out", str(out)], work, env).stdout
+    manifest = json.loads((out / L.MANIFEST).read_text())
+    piece = manifest["pieces"][-1]
+    assert piece["cut"]["training"] == "drive-unet", piece
+    assert piece["wall_s"] < budget + 20, piece  # the step in progress, the stage's exit and the packing
+    assert piece["finished"] == [] and piece["in_progress"] is None and manifest["trainings"] == {}
+    assert "drive-unet cut in its first epoch by the deadline" in said
+    assert "out of time: drive/unet stopped during epoch 1 of 6 at the deadline" in (out / "lease.log").read_text()
+
+
 def _cwd(proc: Path) -> Path | None:
     try:
         return (proc / "cwd").resolve()

@@ -24,6 +24,7 @@ from skunet.checkpoints import load_checkpoint, read_log, run_context, training_
 from skunet.config import DropBlockSpec, ModelConfig
 from skunet.data.batches import epoch_batches, split_indices
 from skunet.models import build_model
+from skunet import training
 from skunet.training import TrainConfig, forward_loss, train
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
@@ -324,24 +325,72 @@ def test_the_train_stage_under_torchrun(tmp_path):
     assert len(np.genfromtxt(tmp_path / "plots" / "train" / "drive" / "unet.csv", delimiter=",", names=True)) == 2
 
 
-def test_a_training_past_its_deadline_stops_at_an_epoch_boundary_and_goes_on_to_the_same_weights(tmp_path):
+class Clock:
+    """training's clock for the deadline: `time()` reads `now`, or `now` then `then` after `calls`
+    reads; `perf_counter` (the epochs' durations) is the real one."""
+
+    def __init__(self, now: float, then: float | None = None, calls: int = 0):
+        self.now, self.then, self.calls = now, then, calls
+        self.perf_counter = time.perf_counter
+
+    def time(self) -> float:
+        self.calls -= 1
+        return self.now if self.then is None or self.calls >= 0 else self.then
+
+
+DEADLINE = 1_000_000.0
+
+
+def test_a_training_past_its_deadline_stops_at_an_epoch_boundary_and_goes_on_to_the_same_weights(tmp_path, monkeypatch):
     data = make_data(tmp_path / "data")
     run(tmp_path / "a", data)
+    # a moment before the deadline all along: each epoch runs whole, and no next one would fit
+    monkeypatch.setattr(training, "time", Clock(DEADLINE - 1e-3))
     with pytest.raises(OutOfTime, match=r"drive/unet_dropblock stopped after epoch 1 of 3, its state saved"):
-        run(tmp_path / "b", data, deadline=time.time())  # already past: the first epoch ends it
+        run(tmp_path / "b", data, deadline=DEADLINE)
     assert (tmp_path / "b" / "state.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
     with pytest.raises(OutOfTime, match="after epoch 2 of 3"):
-        run(tmp_path / "b", data, deadline=time.time())
-    run(tmp_path / "b", data, deadline=time.time() + 3600)  # room for the last epoch
+        run(tmp_path / "b", data, deadline=DEADLINE)
+    monkeypatch.setattr(training, "time", Clock(0.0))  # room for the last epoch
+    run(tmp_path / "b", data, deadline=DEADLINE)
     a, b = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "b" / "state.pt").exists()
 
 
-def test_the_last_epoch_is_never_cut_by_the_deadline(tmp_path):
-    """Nothing is left to stop before: a training in its last epoch finishes and writes its outputs."""
+def test_an_epoch_that_runs_past_the_deadline_is_dropped_and_done_again_to_the_same_weights(tmp_path, monkeypatch):
+    """A time-boxed machine is cut off at its limit: no step starts after the deadline, whatever
+    the epoch boundaries. What remains is the last completed epoch, and going on from there gives
+    the uninterrupted run's weights."""
     data = make_data(tmp_path / "data")
-    run(tmp_path, data, replace(CFG, epochs=1), deadline=time.time())
+    run(tmp_path / "a", data)
+    # the deadline passes one step into the first epoch: nothing is kept
+    monkeypatch.setattr(training, "time", Clock(0.0, then=DEADLINE + 1, calls=1))
+    with pytest.raises(OutOfTime, match=r"drive/unet_dropblock stopped during epoch 1 of 3 at the deadline "
+                                        r"\(step 2 of \d+\), before its first epoch ended: nothing kept"):
+        run(tmp_path / "b", data, deadline=DEADLINE)
+    assert not (tmp_path / "b" / "state.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
+    # the first epoch whole, stopped at its boundary; then one step into the second
+    monkeypatch.setattr(training, "time", Clock(DEADLINE - 1e-3))
+    with pytest.raises(OutOfTime, match="after epoch 1 of 3"):
+        run(tmp_path / "b", data, deadline=DEADLINE)
+    monkeypatch.setattr(training, "time", Clock(0.0, then=DEADLINE + 1, calls=1))
+    with pytest.raises(OutOfTime, match=r"stopped during epoch 2 of 3 at the deadline \(step 2 of \d+\), its state"
+                                        r" after epoch 1 kept"):
+        run(tmp_path / "b", data, deadline=DEADLINE)
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(training, "time", Clock(0.0))
+    run(tmp_path / "b", data, deadline=DEADLINE)
+    a, b = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_last_epoch_is_never_cut_at_its_boundary(tmp_path, monkeypatch):
+    """Nothing comes after it: a training whose last epoch ends just before the deadline writes
+    its outputs, however long another epoch would take."""
+    data = make_data(tmp_path / "data")
+    monkeypatch.setattr(training, "time", Clock(DEADLINE - 1e-3))
+    run(tmp_path, data, replace(CFG, epochs=1), deadline=DEADLINE)
     assert (tmp_path / "model.pt").exists()
 
 
@@ -350,19 +399,20 @@ def test_train_stage_past_its_deadline_exits_75_with_one_line(tmp_path):
     write_params(tmp_path, {"train": {"common": {"epochs": 3}, "drive": {"batch_size": 4}},
                             "models": {"unet": {"base_width": 4, "depth": 2}}})
     make_data(tmp_path / "data" / "augmented" / "drive")
+    # already past: no step starts, and there is no epoch to keep
     result = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": str(time.time())})
     assert result.returncode == 75, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("out of time: drive/unet stopped after epoch 1 of 3, its state saved")
+    assert line.startswith("out of time: drive/unet stopped during epoch 1 of 3 at the deadline (step 1 of ")
+    assert "before its first epoch ended: nothing kept" in line
     assert line.endswith("run the same command again to go on (a training resumes after its last completed epoch)")
-    assert (tmp_path / ".skunet-state" / "drive-unet.pt").exists()
+    assert not (tmp_path / ".skunet-state" / "drive-unet.pt").exists()
     assert not (tmp_path / "models" / "drive" / "unet.pt").exists()
     bad = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": "tomorrow"})
     one_line_error(bad, "SKUNET_DEADLINE='tomorrow': not a time")
     done = run_stage("train.py", "drive", "unet", cwd=tmp_path, env={"SKUNET_DEADLINE": str(time.time() + 3600)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "resuming unet on drive after epoch 1" in done.stderr
     assert (tmp_path / "models" / "drive" / "unet.pt").exists()
 
 

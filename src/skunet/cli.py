@@ -385,6 +385,8 @@ def lease_or_take(args: argparse.Namespace) -> int:
         piece = manifest["pieces"][-1]
         print(f"{args.out}: {len(piece['finished'])} of {len(lease.ORDER)} trainings finished"
               + (f", {piece['in_progress']} in progress" if piece["in_progress"] else "")
+              + (f", {piece['cut']['training']} cut in its first epoch by the deadline" if piece.get("cut") else "")
+              + (f", {piece['error']}" if piece.get("error") else "")
               + f" ({piece['wall_s']:.0f} s); bring back its files and run `skunet take {args.out}`")
         return 0
     manifest = lease.take(args.folder, root)

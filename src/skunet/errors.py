@@ -30,8 +30,9 @@ class SkunetError(Exception):
 
 
 class OutOfTime(Exception):
-    """A training stopped at an epoch boundary because the next epoch would not end before its
-    deadline (a time-boxed machine): its resume state is saved, the same command goes on."""
+    """A training stopped for its deadline (a time-boxed machine): at an epoch boundary, because
+    the next epoch would not end in time, or within an epoch that ran past it, that epoch dropped.
+    The last completed epoch's resume state is saved; the same command goes on from there."""
 
 
 # The exit status of a stage that ran out of time (EX_TEMPFAIL: try again later), so a script

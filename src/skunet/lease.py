@@ -184,8 +184,9 @@ def _python_on_path() -> dict[str, str]:
     return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def _dvc(root: Path, *args: str, log_path: Path | None, env: dict[str, str] | None = None) -> int:
-    return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, None,
+def _dvc(root: Path, *args: str, log_path: Path | None, env: dict[str, str] | None = None,
+         timeout: float | None = None) -> int:
+    return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, timeout,
                        {"DVC_NO_ANALYTICS": "1", **_python_on_path(), **(env or {})})
 
 
@@ -547,7 +548,7 @@ def _stopped_for_time(log_path: Path, training: str) -> bool:
     """Whether the train stage said it stopped at the deadline (DVC reports any failed stage with
     the same exit status, so the stage's own line tells)."""
     dataset, model = training.split("-", 1)
-    return f"out of time: {dataset}/{model} stopped after epoch" in log_path.read_text()
+    return f"out of time: {dataset}/{model} stopped " in log_path.read_text()
 
 
 def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: float = RESERVE_S) -> dict[str, Any]:
@@ -585,9 +586,14 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             dataset = training.split("-", 1)[0]
             if dataset not in drawn:
                 t0 = time.time()
-                code = _dvc(root, "repro", f"augment@{dataset}", log_path=log_path)
+                # stopped at the deadline too (its outputs are written whole or not at all)
+                code = _dvc(root, "repro", f"augment@{dataset}", log_path=log_path,
+                            timeout=max(0.0, deadline - time.time()))
                 stage_s["data"] = stage_s.get("data", 0.0) + time.time() - t0
                 drawn.add(dataset)
+                if code == 124:
+                    piece["error"] = f"data stages of {dataset} stopped at the deadline; see lease.log"
+                    break
                 if code != 0:
                     piece["error"] = f"data stages of {dataset} failed (exit {code}); see lease.log"
                     break
@@ -601,6 +607,11 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                 status = "finished"
             elif _stopped_for_time(log_path, training) and _state_path(root, training).is_file():
                 status, in_progress = "in progress", training
+            elif _stopped_for_time(log_path, training):  # its first epoch ran past the deadline
+                piece["cut"] = {"training": training, "seconds": stage_s[training]}
+                log.info("%s: its first epoch did not end before the deadline (%.0f s); nothing to keep",
+                         training, stage_s[training])
+                break
             else:
                 status = f"failed (dvc repro exit {code}; see lease.log)"
             done = _record(root, manifest, training, status, piece["device"])

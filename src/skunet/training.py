@@ -182,8 +182,12 @@ def resume(run: Run, state_path: Path) -> None:
 
 
 def train_epoch(run: Run, net: torch.nn.Module, source: BatchSource, epoch: int,
-                six_trainings: Callable[[], float] | None) -> float:
-    """One pass over the shuffled training rows; returns the mean training loss."""
+                six_trainings: Callable[[], float] | None, deadline: float | None = None) -> float:
+    """One pass over the shuffled training rows; returns the mean training loss. Past `deadline`
+    no step starts: the epoch is dropped (OutOfTime) and the last completed one's resume state is
+    what remains, since a time-boxed machine is cut off at its limit and nothing after it would be
+    packed. A single process only: DDP's ranks would each read their own clock, and one stopping
+    alone would leave the others waiting in their all-reduce, so they stop at epoch boundaries."""
     torch.manual_seed(epoch_seed(run.cfg.seed, epoch) + run.ddp.rank)
     rng = torch.Generator().manual_seed(epoch_seed(run.cfg.seed, epoch))
     net.train()
@@ -195,6 +199,11 @@ def train_epoch(run: Run, net: torch.nn.Module, source: BatchSource, epoch: int,
     with tqdm(zip(step_rows, source.batches(step_rows)), total=len(step_rows),
               desc=f"{run.name} epoch {epoch}/{run.cfg.epochs}", disable=not run.ddp.main, leave=False) as bar:
         for step, (rows, (x, y)) in enumerate(bar):
+            if deadline is not None and run.ddp.world == 1 and time.time() > deadline:
+                kept = (f"its state after epoch {epoch - 1} kept" if epoch > 1
+                        else "before its first epoch ended: nothing kept")
+                raise OutOfTime(f"{run.name} stopped during epoch {epoch} of {run.cfg.epochs} at the deadline"
+                                f" (step {step + 1} of {len(step_rows)}), {kept}")
             loss = forward_loss(net, x, y, run.fast)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -296,8 +305,10 @@ def train(
     `state_path` holds the resume state between epochs; it is removed once training completes.
     `stop_after_epoch` ends the run early as a crash would (used to test resume).
     `deadline` (seconds since the epoch, as `time.time()`) stops the training at the end of the
-    last epoch after which the next one, as long as the longest so far, would not end in time:
-    it raises OutOfTime with the resume state saved, and the same call goes on from there.
+    last epoch after which the next one, as long as the longest so far, would not end in time,
+    and, where an epoch runs past it all the same (its first, whose time nobody knew), before the
+    next step: it raises OutOfTime with the last completed epoch's resume state saved, and the
+    same call goes on from there.
     `six_trainings` (:func:`skunet.estimates.six_trainings_factor`) lets a long CPU training's
     first estimate say how long the six paper trainings take at the rate it measured.
     `fast` overrides the path (default: the fast path on CUDA when `cfg.fast_path`); forcing it
@@ -316,7 +327,7 @@ def train(
 
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_epoch(run, net, source, epoch, six_trainings)
+        train_loss = train_epoch(run, net, source, epoch, six_trainings, deadline)
         val_loss, val_f1, out_of_time = end_epoch(run, source, epoch, t0, deadline)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1,
                "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
