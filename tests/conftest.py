@@ -166,6 +166,7 @@ def project_copy(path: Path) -> Path:
 FIRST = ("test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run",)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without it installed, pytest still runs
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto`: one worker per CPU this process may run on. pytest-xdist itself counts physical
     cores through psutil: one on a VM whose two CPUs are a core's two threads, the host's many in

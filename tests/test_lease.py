@@ -495,6 +495,15 @@ def test_a_lease_keeps_its_budget_when_a_first_epoch_is_longer_than_the_time_lef
     assert "out of time: drive/unet stopped during epoch 1 of 6 at the deadline" in (out / "lease.log").read_text()
 
 
+def test_the_cuda_checks_run_where_pytest_xdist_is_not_installed():
+    """A GPU machine's image may have pytest alone: the lease's `-k cuda` test cases still run
+    there (skipped here, with no GPU), with no complaint about xdist's hook in conftest."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                             "-k", "cuda", "tests/test_models.py"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "INTERNALERROR" not in result.stdout and "skipped" in result.stdout
+
+
 def _cwd(proc: Path) -> Path | None:
     try:
         return (proc / "cwd").resolve()
