@@ -16,7 +16,8 @@ brought back):
    first), each dataset's data stages (``dvc repro augment@...``) just before its first training,
    each new training only if an epoch of it fits in the time left by the epoch times measured
    so far, under a deadline (SKUNET_DEADLINE) at which the one in progress stops at an epoch
-   boundary with its resume state saved;
+   boundary with its resume state saved; nothing runs past it (an epoch that would is dropped,
+   data stages are stopped), so that packing always has its reserve;
 4. packs everything another machine needs to go on into at most 8 files of at most 16 MiB: the
    finished trainings as DVC run-cache entries with their outputs (what `dvc repro` restores
    instead of training again), the resume state of a training in progress, and the manifest
