@@ -153,6 +153,25 @@ def _fake_run(root: Path, training: str, payload: bytes) -> str:
     return md5
 
 
+def test_a_first_epoch_cut_by_an_earlier_lease_on_this_device_bounds_the_epoch_estimate(tmp_path):
+    """A training whose first epoch outlasted a lease is not started again with less time than
+    that lease gave it (it would be cut again); another device's cut says nothing here, and the
+    training's own epochs, once known, decide."""
+    here, there = {"device": "GPU A"}, {"device": "CPU (2 threads)"}
+    cut = lambda s: {"cut": {"training": "drive-unet", "seconds": s}}
+    manifest = {"pieces": [{**there, **cut(300.0)}, {**here, **cut(40.0)}, {**here, **cut(25.0)}, here],
+                "trainings": {}}
+    assert L._epoch_estimate(tmp_path, tmp_path, "drive-unet", manifest) == 40.0
+    assert L._epoch_estimate(tmp_path, tmp_path, "drive-skunet", manifest) is None
+    assert L._epoch_estimate(tmp_path, tmp_path, "drive-unet", {"pieces": [{**there, **cut(300.0)}, here],
+                                                                "trainings": {}}) is None
+    deadline = time.time() + 30
+    assert not L._fits(tmp_path, tmp_path, "drive-unet", manifest, deadline)
+    assert L._fits(tmp_path, tmp_path, "drive-skunet", manifest, deadline)  # unknown: tried
+    manifest["trainings"]["drive-unet"] = {"status": "in progress", "epochs_done": 1, "epoch_seconds": [12.0]}
+    assert L._epoch_estimate(tmp_path, tmp_path, "drive-unet", manifest) == 12.0
+
+
 def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     monkeypatch.setattr(L, "MAX_FILE_BYTES", 4096)
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"

@@ -515,21 +515,27 @@ def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
 
 # ------------------------------------------------------------------------------- the lease
 def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, Any]) -> float | None:
-    """Seconds one epoch of `training` takes here: its own epochs so far, else the benchmark's
-    fast-path epoch (DRIVE, scaled by the pixel count for CHASE_DB1), else unknown."""
+    """Seconds one epoch of `training` takes here: its own epochs so far, else the longer of the
+    benchmark's fast-path epoch (DRIVE, scaled by the pixel count for CHASE_DB1) and the time an
+    earlier lease on this device ran it before its first epoch was cut (no shorter time can hold
+    that epoch), else unknown."""
     known = (_epoch_seconds(_history(root, training))
              or manifest["trainings"].get(training, {}).get("epoch_seconds", []))
     if known:
         return max(known)
+    here = manifest["pieces"][-1].get("device") if manifest["pieces"] else None
+    bounds = [float(p["cut"]["seconds"]) for p in manifest["pieces"][:-1]
+              if isinstance(p.get("cut"), dict) and p["cut"].get("training") == training and p.get("device") == here]
     bench = out / "benchmark-drive.json"
-    if not bench.is_file():
-        return None
-    from skunet.config import load_params
+    if bench.is_file():
+        from skunet.config import load_params
 
-    dataset, model = training.split("-", 1)
-    rows = {r["model"]: r for r in json.loads(bench.read_text())["models"]}
-    sizes = {d: load_params(root / "params.yaml")["resize"][d]["input_size"] for d in DATASETS}
-    return rows[model]["epoch_fast_s"] * (sizes[dataset] / sizes["drive"]) ** 2 if model in rows else None
+        dataset, model = training.split("-", 1)
+        rows = {r["model"]: r for r in json.loads(bench.read_text())["models"]}
+        sizes = {d: load_params(root / "params.yaml")["resize"][d]["input_size"] for d in DATASETS}
+        if model in rows:
+            bounds.append(rows[model]["epoch_fast_s"] * (sizes[dataset] / sizes["drive"]) ** 2)
+    return max(bounds) if bounds else None
 
 
 def _fits(root: Path, out: Path, training: str, manifest: dict[str, Any], deadline: float) -> bool:
