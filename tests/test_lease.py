@@ -168,8 +168,12 @@ def test_a_first_epoch_cut_by_an_earlier_lease_on_this_device_bounds_the_epoch_e
     deadline = time.time() + 30
     assert not L._fits(tmp_path, tmp_path, "drive-unet", manifest, deadline)
     assert L._fits(tmp_path, tmp_path, "drive-skunet", manifest, deadline)  # unknown: tried
+    manifest["pieces"][-1] = {**here, **cut(45.0)}
+    assert ("drive-unet: the last lease stopped its first epoch at the deadline after 45 s; the next lease on that"
+            " device starts it only with at least that much time left") in L.summary(manifest)
     manifest["trainings"]["drive-unet"] = {"status": "in progress", "epochs_done": 1, "epoch_seconds": [12.0]}
     assert L._epoch_estimate(tmp_path, tmp_path, "drive-unet", manifest) == 12.0
+    assert "stopped its first epoch" not in L.summary(manifest)  # it has epochs now
 
 
 def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):

@@ -712,6 +712,11 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     missing = [t for t in ORDER if t not in trainings]
     if missing:
         lines.append(f"not yet trained: {', '.join(missing)}")
+    cut = manifest["pieces"][-1].get("cut") if manifest["pieces"] else None
+    if isinstance(cut, dict) and cut.get("training") in missing:
+        lines.append(f"{cut['training']}: the last lease stopped its first epoch at the deadline after"
+                     f" {float(cut['seconds']):.0f} s; the next lease on that device starts it only with at least"
+                     " that much time left")
     if other:
         same = [t for t in finished if t not in other]
         first = f"dvc repro {' '.join(f'evaluate@{t}' for t in same)} && " if same else ""
