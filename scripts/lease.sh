@@ -10,7 +10,8 @@
 # SKUNET_LEASE_RESERVE: seconds kept back from the budget for packing and the transfer (default 20).
 set -euo pipefail
 [[ $# -ge 2 && $# -le 3 ]] || { echo "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]" >&2; exit 2; }
-[[ $1 =~ ^[0-9]+$ ]] || { echo "$1: not a number of seconds; give the time this machine is lent for" >&2; exit 2; }
+[[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )) || {
+  echo "$1: not a number of seconds above 0; give the time this machine is lent for" >&2; exit 2; }
 start=$SECONDS
 out=$(realpath -m "$2") take=${3:+$(realpath "$3")}
 cd "$(dirname "$0")/.."
@@ -22,5 +23,7 @@ fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export SKUNET_DATA_MIRROR="${SKUNET_DATA_MIRROR:-$PWD/archives}"
 # the install counts against the budget
-exec python3 -m skunet lease --budget "$(( $1 - (SECONDS - start) ))" --out "$out" ${take:+--take "$take"} \
+left=$(( 10#$1 - (SECONDS - start) ))
+(( left > 0 )) || { echo "$1 s: installing the wheels took all of it; give the time this machine is lent for" >&2; exit 2; }
+exec python3 -m skunet lease --budget "$left" --out "$out" ${take:+--take "$take"} \
   ${SKUNET_LEASE_RESERVE:+--reserve "$SKUNET_LEASE_RESERVE"}

@@ -349,7 +349,8 @@ def test_take_and_lease_refuse_a_damaged_manifest_before_writing_anything(tmp_pa
 
 @pytest.mark.parametrize(("args", "message"), [
     ([], "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]"),
-    (["9 min", "out"], "9 min: not a number of seconds; give the time this machine is lent for"),
+    (["9 min", "out"], "9 min: not a number of seconds above 0; give the time this machine is lent for"),
+    (["0", "out"], "0: not a number of seconds above 0; give the time this machine is lent for"),
 ])
 def test_the_lease_script_refuses_bad_arguments_in_one_line(tmp_path, args, message):
     result = subprocess.run(["bash", str(Path(L.__file__).parents[2] / "scripts" / "lease.sh"), *args],
