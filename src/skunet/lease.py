@@ -598,11 +598,9 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                             timeout=max(0.0, deadline - time.time()))
                 stage_s["data"] = stage_s.get("data", 0.0) + time.time() - t0
                 drawn.add(dataset)
-                if code == 124:
-                    piece["error"] = f"data stages of {dataset} stopped at the deadline; see lease.log"
-                    break
                 if code != 0:
-                    piece["error"] = f"data stages of {dataset} failed (exit {code}); see lease.log"
+                    why = "stopped at the deadline" if code == 124 else f"failed (exit {code})"
+                    piece["error"] = f"data stages of {dataset} {why}; see lease.log"
                     break
                 if not _fits(root, out, training, manifest, deadline):
                     break
@@ -610,11 +608,12 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
                         env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
             current, stage_s[training] = None, time.time() - t0
+            stopped = code != 0 and _stopped_for_time(log_path, training)
             if code == 0:
                 status = "finished"
-            elif _stopped_for_time(log_path, training) and _state_path(root, training).is_file():
+            elif stopped and _state_path(root, training).is_file():
                 status, in_progress = "in progress", training
-            elif _stopped_for_time(log_path, training):  # its first epoch ran past the deadline
+            elif stopped:  # its first epoch ran past the deadline
                 piece["cut"] = {"training": training, "seconds": stage_s[training]}
                 log.info("%s: its first epoch did not end before the deadline (%.0f s); nothing to keep",
                          training, stage_s[training])
