@@ -23,7 +23,8 @@ For each model, on the device present (CUDA if available, else CPU), in the same
   the floors at another device's rates too (counting needs no such device);
 - the time the measured models' trainings would take at the floor and at the fast path's rate
   (params.yaml's epochs; validation, evaluation and start-up not counted): a plan for a GPU session.
-Results print as a table and are written to benchmarks/results/<device>-<dataset>.json (--out).
+Results print as a table and are written to benchmarks/results/<device>-<dataset>.json (--out),
+rewritten after each model, so that a run stopped part-way keeps the models it measured.
 On a CPU, bf16 autocast is emulated and usually slower than fp32: the ratio says so honestly.
 """
 
@@ -45,6 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
+from skunet.atomic import atomic_file
 from skunet.config import DATASETS, MODELS, load_params, model_config
 from skunet.data.batches import BatchSource, TrainingData
 from skunet.models import build_model
@@ -297,6 +299,33 @@ def main() -> None:
                 "bytes_s": traffic["bytes"] / bandwidth * steps_per_epoch,
                 "floor_s": floor_s(traffic["per_op"], flop_rate, bandwidth, at["launch_us"] / 1e6) * steps_per_epoch}
 
+    epochs = PARAMS["train"]["common"]["epochs"]
+    slug = "cuda" if dev.type == "cuda" else "cpu"
+    out = args.out or Path(__file__).parent / "results" / f"{slug}-{args.dataset}.json"
+
+    def write_report(rows: list[dict]) -> tuple[dict, str]:
+        """The results file with the models measured so far (written after each: a run stopped
+        part-way, as a lease's first minute may stop it, keeps those), and its summary line. The
+        planning figures: the measured models' trainings (params.yaml's epochs) at the fast
+        path's rate and at the floors; validation, evaluation and start-up not counted."""
+        report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch,
+                  "steps": None if args.floors_only else args.steps, "rates": rates, "torch": str(torch.__version__),
+                  "models_planned": list(args.models), "models": rows, "epochs": epochs}
+        summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}"
+        if not args.fast_only:
+            report["trainings_floor_s"] = epochs * sum(r["epoch_floor_s"] for r in rows)
+            summary += f": floor {report['trainings_floor_s'] / 60:.1f} min"
+        if other:
+            report["other_rates"] = other
+            report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["floor_s"] for r in rows)
+            summary += f" ({report['other_trainings_floor_s'] / 60:.1f} min at the other rates)"
+        if not args.floors_only:
+            report["trainings_s"] = epochs * sum(r["epoch_fast_s"] for r in rows)
+            summary += f", at the fast path's rate {report['trainings_s'] / 60:.1f} min"
+        with atomic_file(out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        return report, summary
+
     rows = []
     for model in args.models:
         result = {"model": model}
@@ -311,6 +340,7 @@ def main() -> None:
             print(f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
                   f"first step {result['fast_warmup_s']:.1f} s  epoch, fast path {result['epoch_fast_s']:.1f} s")
             rows.append(result)
+            write_report(rows)
             continue
         if not args.floors_only:
             result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
@@ -334,28 +364,9 @@ def main() -> None:
                     f"fast/naive {result['ratio']:5.2f}x  first step {result['fast_warmup_s']:.1f} s  "
                     f"epoch, fast path {result['epoch_fast_s']:.1f} s\n  " + line)
         rows.append(result)
+        write_report(rows)
         print(line)
-    # planning figures: the measured models' trainings (params.yaml's epochs) at the fast path's
-    # rate and at the floors; validation, evaluation and start-up not counted
-    epochs = PARAMS["train"]["common"]["epochs"]
-    report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch, "steps": None if args.floors_only else args.steps,
-              "rates": rates, "torch": str(torch.__version__), "models": rows, "epochs": epochs}
-    summary = f"{len(rows)} training(s) of {epochs} epochs on {args.dataset}"
-    if not args.fast_only:
-        report["trainings_floor_s"] = epochs * sum(r["epoch_floor_s"] for r in rows)
-        summary += f": floor {report['trainings_floor_s'] / 60:.1f} min"
-    if other:
-        report["other_rates"] = other
-        report["other_trainings_floor_s"] = epochs * sum(r["other_epoch_floor"]["floor_s"] for r in rows)
-        summary += f" ({report['other_trainings_floor_s'] / 60:.1f} min at the other rates)"
-    if not args.floors_only:
-        report["trainings_s"] = epochs * sum(r["epoch_fast_s"] for r in rows)
-        summary += f", at the fast path's rate {report['trainings_s'] / 60:.1f} min"
-    print(summary)
-    slug = "cuda" if dev.type == "cuda" else "cpu"
-    out = args.out or Path(__file__).parent / "results" / f"{slug}-{args.dataset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(write_report(rows)[1])
 
 
 if __name__ == "__main__":

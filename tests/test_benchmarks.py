@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -123,3 +124,25 @@ def test_floor_is_the_roofline_sum_or_the_launches_whichever_is_longer():
     assert floor(per_op, flop_rate=1e12, bandwidth=1e12, launch_s=0.0) == pytest.approx(7.0)
     assert floor(per_op, flop_rate=1e12, bandwidth=1e12, launch_s=2.0) == pytest.approx(7.0)
     assert floor(per_op, flop_rate=1e12, bandwidth=1e12, launch_s=5.0) == pytest.approx(10.0)
+
+
+@pytest.mark.slow
+def test_a_throughput_benchmark_stopped_part_way_keeps_the_models_it_measured(tmp_path):
+    """A lease's first minute may stop the benchmark: its JSON is rewritten after each model, whole
+    (no temporary left beside it), so what was measured comes back."""
+    out = tmp_path / "result.json"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--fast-only",
+                             "--size", "32", "--steps", "1", "--models", "unet", "skunet", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not out.exists() and proc.poll() is None:
+            time.sleep(0.02)
+        running = proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert running, f"the file appeared only as the run ended: {proc.stderr.read()[-2000:]}"
+    report = json.loads(out.read_text())
+    assert report["models_planned"] == ["unet", "skunet"] and report["models"][0]["model"] == "unet"
+    assert report["models"][0]["fast_images_per_s"] > 0 and report["trainings_s"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]

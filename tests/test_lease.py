@@ -528,6 +528,20 @@ def test_the_cuda_checks_run_where_pytest_xdist_is_not_installed():
     assert "INTERNALERROR" not in result.stdout and "skipped" in result.stdout
 
 
+def test_the_cuda_checks_end_when_their_time_does(tmp_path):
+    """The benchmark and the `-k cuda` test cases end by the time given them (the lease's first
+    minute), and leave nothing half-written: here, on a CPU, the paper-size benchmark cannot
+    finish its first model in the time it gets, so it is stopped and says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    t0 = time.time()
+    checks = L._cuda_checks(ROOT, out, until=t0 + 10)
+    assert time.time() - t0 < 20, checks  # the two stops (SIGTERM, then a wait) take a moment
+    assert checks["benchmark"] == "no model measured (stopped at the end of the first minute)", checks
+    assert checks["cuda_tests"] in ("passed", "stopped at the end of the first minute; see lease.log"), checks
+    assert all(L.LEASE_FILES.fullmatch(p.name) for p in out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
 def _cwd(proc: Path) -> Path | None:
     try:
         return (proc / "cwd").resolve()

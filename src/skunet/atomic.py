@@ -30,7 +30,7 @@ def _temporary_names(final: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}\.tmp")
 
 
-def _sweep(final: Path) -> None:
+def sweep_temporaries(final: Path) -> None:
     """Remove temporaries of `final` left by a killed run. One run writes an output at a time
     (DVC locks the repository), so any that exists when a write starts is stale."""
     names = _temporary_names(final)
@@ -55,7 +55,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _sweep(final)
+    sweep_temporaries(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
     try:
@@ -75,7 +75,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary file path beside `final`; on success it replaces `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _sweep(final)
+    sweep_temporaries(final)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(name)

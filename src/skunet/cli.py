@@ -387,7 +387,10 @@ def lease_or_take(args: argparse.Namespace) -> int:
               + (f", {piece['in_progress']} in progress" if piece["in_progress"] else "")
               + (f", {piece['cut']['training']} cut in its first epoch by the deadline" if piece.get("cut") else "")
               + (f", {piece['error']}" if piece.get("error") else "")
-              + f" ({piece['wall_s']:.0f} s); bring back its files and run `skunet take {args.out}`")
+              + f" ({piece['wall_s']:.0f} s)"
+              + (f"; the -k cuda tests: {piece['cuda_tests']}; the benchmark: {piece['benchmark']}"
+                 if "cuda_tests" in piece else "")
+              + f"; bring back its files and run `skunet take {args.out}`")
         return 0
     manifest = lease.take(args.folder, root)
     how = lease.adopt(root, manifest)
