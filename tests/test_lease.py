@@ -494,6 +494,20 @@ def test_a_lease_stopped_by_sigterm_packs_what_it_has(tmp_path, mirror):
     assert (home / ".skunet-state" / "drive-unet_dropblock.pt").is_file()
     assert L.summary(manifest).startswith("1 of 6 trainings finished: drive-unet\n")
 
+    # the machine's next call, in the same folder and without --take: it goes on from there, with
+    # the first piece in its manifest, drive-unet finished already and drive-unet_dropblock resumed
+    out2 = tmp_path / "out2"
+    result = subprocess.run(["skunet", "lease", "--budget", "25", "--reserve", "0", "--out", str(out2)], cwd=work,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "going on from the 1 earlier piece of this folder (.skunet-state/lease.json)" in result.stderr
+    second = json.loads((out2 / L.MANIFEST).read_text())
+    assert second["pieces"][0] == piece and len(second["pieces"]) == 2
+    assert "drive-unet" not in second["pieces"][1]["stage_seconds"]  # not even restored: it is done
+    assert second["trainings"]["drive-unet_dropblock"]["epochs_done"] > \
+        manifest["trainings"]["drive-unet_dropblock"]["epochs_done"]
+    assert "resuming unet_dropblock on drive after epoch" in (out2 / "lease.log").read_text()
+
 
 @pytest.mark.slow
 def test_a_lease_keeps_its_budget_when_a_first_epoch_is_longer_than_the_time_left(tmp_path, mirror):

@@ -2,7 +2,7 @@
 cluster job with a wall-clock limit), each piece worth keeping.
 
     skunet lease --budget 540 --out OUT [--take IN]     on the time-boxed machine
-    skunet take IN [IN ...]                              on any machine; then `dvc repro`
+    skunet take IN                                       on any machine; then `dvc repro`
 
 A lease, given its time budget and an output folder (and optionally the files a previous one
 brought back):
@@ -26,7 +26,9 @@ brought back):
 
 ``skunet take`` puts those into a checkout's DVC cache and ``.skunet-state/``; ``dvc repro`` then
 takes each finished training from the run cache and evaluates it there, and the next lease goes on
-where the last one stopped. The run cache restores a training only where the data stages drew the
+where the last one stopped: given that folder with --take on a fresh machine, or with nothing in a
+folder that a lease ran in or pieces were taken into (``.skunet-state/lease.json``: the next call
+on a machine still up). The run cache restores a training only where the data stages drew the
 same data (same NumPy and OpenCV): the manifest records who drew it.
 """
 
@@ -268,6 +270,30 @@ def _state_path(root: Path, training: str) -> Path:
     return root / ".skunet-state" / f"{training}.pt"
 
 
+def _kept_path(root: Path) -> Path:
+    """The manifest of the last lease that ran in the folder `root`, or of the last pieces taken
+    into it: a later lease there without --take (a warm machine's next call) goes on from it; the
+    finished trainings are in the folder's run cache, the resume state in .skunet-state/."""
+    return root / ".skunet-state" / "lease.json"
+
+
+def _keep(root: Path, manifest: dict[str, Any]) -> None:
+    with atomic_file(_kept_path(root)) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _read_kept(root: Path) -> dict[str, Any]:
+    path = _kept_path(root)
+    try:
+        manifest = json.loads(path.read_text())
+        if not (isinstance(manifest.get("pieces"), list) and isinstance(manifest.get("trainings"), dict)):
+            raise ValueError("no pieces and trainings")
+    except (OSError, ValueError, AttributeError) as err:
+        raise SkunetError(f"{path}: not a lease's manifest ({reason(err)}); remove it to start afresh,"
+                          " or give --take the folder the last lease wrote") from None
+    return manifest
+
+
 def _history(root: Path, training: str) -> list[dict[str, float]]:
     """A training's epochs, from its log (finished) or its resume state (in progress)."""
     from skunet.checkpoints import read_log, read_resume_state
@@ -377,6 +403,7 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     for training, entry in manifest["trainings"].items():
         if entry["status"] == "finished":
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
+    _keep(root, manifest)
     return manifest
 
 
@@ -589,6 +616,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     _check_out(out)
     for folder in takes:  # first: a wrong --take is said before anything is written in `out`
         manifest = take(folder, root)
+    if not takes and _kept_path(root).is_file():  # a lease ran in this folder before (a warm machine's next call)
+        manifest = _read_kept(root)
+        log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
+                 "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "lease.log"
     log_path.write_text("")
@@ -659,6 +690,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     piece["sha256"] = _pack(root, out, finished, in_progress)
     piece["files"] = list(piece["sha256"])
     _write_manifest(out, manifest)
+    _keep(root, manifest)
     if interrupted is not None:
         log.info("%s: interrupted; packed %d finished training%s%s: bring back its files", out, len(finished),
                  "" if len(finished) == 1 else "s", f" and {in_progress} in progress" if in_progress else "")
