@@ -116,6 +116,7 @@ def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
     The tests get the rest of the time, on three xdist workers where the machine has xdist."""
     checks: dict[str, Any] = {}
     log_path, bench_path = out / "lease.log", out / "benchmark-drive.json"
+    bench_path.unlink(missing_ok=True)  # an earlier lease's, in an --out given again
     bench_until = time.time() + BENCHMARK_SHARE * max(0.0, until - time.time())
     bench = _run_logged([sys.executable, "benchmarks/train_throughput.py", "--dataset", "drive", "--fast-only",
                          "--steps", "3", "--out", str(bench_path)], root, log_path, max(1.0, bench_until - time.time()))
