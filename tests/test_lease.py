@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import os
 import shutil
 import signal
@@ -323,6 +324,18 @@ def test_a_lease_refuses_an_out_folder_with_other_files_and_a_budget_within_its_
                                 capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         assert result.returncode == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
     assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"pieces": {}}'])
+def test_a_lease_refuses_a_damaged_kept_manifest_before_writing_anything(tmp_path, text):
+    """A lease without --take goes on from the folder's .skunet-state/lease.json; a damaged one is
+    one line naming it and what to do, and nothing is written."""
+    (tmp_path / ".skunet-state").mkdir()
+    (tmp_path / ".skunet-state" / "lease.json").write_text(text)
+    with pytest.raises(SkunetError, match=r"^" + re.escape(str(tmp_path / ".skunet-state" / "lease.json"))
+                       + r": not a lease's manifest \(.*\); remove it to start afresh, or give --take"):
+        L.lease(tmp_path, 60, tmp_path / "out", [])
+    assert not (tmp_path / "out").exists()
 
 
 def test_take_needs_the_parts(tmp_path):
