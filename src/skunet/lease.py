@@ -34,6 +34,7 @@ same data (same NumPy and OpenCV): the manifest records who drew it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -129,14 +130,30 @@ def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
     else:
         checks["benchmark"] = f"no model measured ({_ended(bench)})"
     workers = ["-n", "3", "--dist", "worksteal"] if importlib.util.find_spec("xdist") else ["-p", "no:xdist"]
-    tests = _run_logged([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "-k", "cuda",
+    logged = log_path.stat().st_size
+    tests = _run_logged([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *workers, "-k", "cuda",
                          "tests/test_models.py", "tests/test_training.py"], root, log_path, max(1.0, until - time.time()))
-    checks["cuda_tests"] = "passed" if tests == 0 else f"{_ended(tests)}; see lease.log"
+    with log_path.open("rb") as fh:
+        fh.seek(logged)
+        outcomes = _test_outcomes(fh.read().decode(errors="replace"))
+    checks["cuda_tests"] = outcomes if tests == 0 else f"{outcomes}; {_ended(tests)} (see lease.log)"
     return checks
 
 
 def _ended(code: int) -> str:
     return "stopped at the end of the first minute" if code == 124 else f"exit {code}"
+
+
+def _test_outcomes(text: str) -> str:
+    """'7 passed, 1 failed' from pytest -v's lines (one per test as it ends, with or without xdist)."""
+    found = {}
+    for line in text.splitlines():
+        outcome = re.search(r"\b(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", line)
+        test = re.search(r"\S+::\S+", line)
+        if outcome and test:
+            found[test.group()] = outcome.group().lower()
+    counts = collections.Counter(found.values())
+    return ", ".join(f"{n} {word}" for word, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none ended"
 
 
 def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float | None,
