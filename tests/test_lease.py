@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import os
 import shutil
@@ -461,6 +462,28 @@ def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
     assert ("drive-unet: trained from other code or parameters than this checkout's (params.yaml:models.unet), so"
             " `dvc repro` would train it again here") in text
     assert "next: `dvc repro evaluate@drive-unet_dropblock evaluate@drive-skunet evaluate@chase-unet" in text
+
+
+def test_a_lease_trains_again_what_was_finished_from_other_inputs_or_has_no_run_here(tmp_path, caplog):
+    """A training an earlier piece finished is left alone only where this folder's run cache holds
+    a run of it made from this folder's code and parameters (the one `dvc repro` restores)."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.002}}}))
+    _fake_run(tmp_path, "drive-unet", b"weights")
+    entry = next((tmp_path / ".dvc" / "cache" / "runs").glob("*/*/*"))
+    run = yaml.safe_load(entry.read_text())
+    entry.write_text(yaml.safe_dump({**run, "params": {"params.yaml": {"models.unet": {"lr": 0.003}}}}))
+    manifest = {"pieces": [], "trainings": {t: {"status": "finished"} for t in ("drive-unet", "drive-skunet")}
+                | {"chase-unet": {"status": "in progress"}}}
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        L._forget_what_no_run_restores(tmp_path, manifest)
+    assert manifest["trainings"] == {"chase-unet": {"status": "in progress"}}
+    assert "drive-unet: finished before, from other inputs than this folder's (params.yaml:models.unet)" in caplog.text
+    assert "drive-skunet: finished before, from other inputs than this folder's (no run of it in this folder's DVC" \
+        " cache)" in caplog.text
+    entry.write_text(yaml.safe_dump({**run, "params": {"params.yaml": {"models.unet": {"lr": 0.002}}}}))
+    manifest = {"pieces": [], "trainings": {"drive-unet": {"status": "finished"}}}
+    L._forget_what_no_run_restores(tmp_path, manifest)
+    assert manifest["trainings"] == {"drive-unet": {"status": "finished"}}
 
 
 def test_take_reads_params_and_run_cache_entries_as_dvc_does(tmp_path):

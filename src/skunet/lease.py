@@ -525,6 +525,25 @@ def _other_inputs(root: Path, entry: dict[str, Any], params_files: dict[str, Any
     return differ
 
 
+def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
+    """A training the manifest calls finished, but of which this folder's run cache holds no run
+    made from this folder's code and parameters (params.yaml edited since, another commit, the
+    cache emptied), is trained again: it is taken out of the manifest's trainings."""
+    runs, params_files = _training_runs(root), {}
+    for training in ORDER:
+        if manifest["trainings"].get(training, {}).get("status") != "finished":
+            continue
+        differ = ["no run of it in this folder's DVC cache"]
+        for entry in reversed(runs.get(training, [])):  # the newest first
+            differ = _other_inputs(root, parse_yaml(entry.read_text()), params_files)
+            if not differ:
+                break
+        if differ:
+            log.info("%s: finished before, from other inputs than this folder's (%s): trained again here", training,
+                     ", ".join(differ))
+            del manifest["trainings"][training]
+
+
 def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     """At home, after :func:`take`: draw this checkout's data (``dvc repro augment@...``) and, for
     each finished training, see whether it was trained on the same data. Where it was, ``dvc
@@ -638,6 +657,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
         manifest = _read_kept(root)
         log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
                  "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
+    _forget_what_no_run_restores(root, manifest)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "lease.log"
     log_path.write_text("")
