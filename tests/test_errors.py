@@ -143,3 +143,19 @@ def test_a_log_line_while_a_progress_bar_is_drawn_gets_a_line_of_its_own(capsys)
     main()
     lines = capsys.readouterr().err.splitlines()
     assert any(line.strip() == "drive/unet: about 6.8 h" for line in lines), lines
+
+
+def test_the_stop_line_is_a_line_of_its_own_when_a_progress_bar_was_left_open():
+    """A SIGTERM that lands while an epoch's bar is being set up leaves the bar drawn and open
+    (its `with` never started): the stop line still starts a line of its own."""
+    code = ("from tqdm import tqdm\n"
+            "from skunet.errors import Terminated, exit_on_error\n"
+            "@exit_on_error\n"
+            "def main():\n"
+            "    bar = tqdm(range(4), desc='drive/unet epoch 2/500', leave=False)  # alive in the traceback\n"
+            "    raise Terminated\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("terminated (SIGTERM): run the same command again"), result.stderr

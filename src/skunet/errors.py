@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Callable, TypeVar
 
+from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -69,6 +70,17 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {why}; {advice}"
 
 
+def _say(line: str) -> None:
+    """`line` on stderr, on a line of its own: a progress bar the error left open (a signal that
+    came while the bar was being set up, before its `with` could close it) is closed first."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar cut off half-made: start the line afresh instead
+            print(file=sys.stderr)
+    print(line, file=sys.stderr)
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM stops at once, unannounced
     raise Terminated
@@ -93,19 +105,19 @@ def exit_on_error(main: F) -> F:
                 return main(*args, **kwargs)
         except SkunetError as err:
             for line in str(err).splitlines() or [""]:  # several problems: one line each
-                print(f"error: {line}", file=sys.stderr)
+                _say(f"error: {line}")
             raise SystemExit(2) from None
         except OSError as err:
-            print(f"error: {os_error_line(err)}", file=sys.stderr)
+            _say(f"error: {os_error_line(err)}")
             raise SystemExit(2) from None
         except OutOfTime as err:
-            print(f"out of time: {err}; {GO_ON}", file=sys.stderr)
+            _say(f"out of time: {err}; {GO_ON}")
             raise SystemExit(OUT_OF_TIME_STATUS) from None
         except KeyboardInterrupt:
-            print(f"interrupted: {GO_ON}", file=sys.stderr)
+            _say(f"interrupted: {GO_ON}")
             raise SystemExit(128 + signal.SIGINT) from None
         except Terminated:
-            print(f"terminated (SIGTERM): {GO_ON}", file=sys.stderr)
+            _say(f"terminated (SIGTERM): {GO_ON}")
             raise SystemExit(128 + signal.SIGTERM) from None
 
     return wrapper  # type: ignore[return-value]
