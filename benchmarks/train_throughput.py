@@ -303,9 +303,9 @@ def main() -> None:
     slug = "cuda" if dev.type == "cuda" else "cpu"
     out = args.out or Path(__file__).parent / "results" / f"{slug}-{args.dataset}.json"
 
-    def write_report(rows: list[dict]) -> tuple[dict, str]:
-        """The results file with the models measured so far (written after each: a run stopped
-        part-way, as a lease's first minute may stop it, keeps those), and its summary line. The
+    def write_report(rows: list[dict]) -> str:
+        """Write the results file with the models measured so far (after each: a run stopped
+        part-way, as a lease's first minute may stop it, keeps those); its summary line. The
         planning figures: the measured models' trainings (params.yaml's epochs) at the fast
         path's rate and at the floors; validation, evaluation and start-up not counted."""
         report = {"device": name, "dataset": args.dataset, "size": size, "batch": batch,
@@ -324,7 +324,7 @@ def main() -> None:
             summary += f", at the fast path's rate {report['trainings_s'] / 60:.1f} min"
         with atomic_file(out) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        return report, summary
+        return summary
 
     rows = []
     for model in args.models:
@@ -340,7 +340,7 @@ def main() -> None:
             print(f"{model:15s} fast {result['fast_images_per_s']:8.2f} img/s ({result['fast_peak_mib']:7.0f} MiB)  "
                   f"first step {result['fast_warmup_s']:.1f} s  epoch, fast path {result['epoch_fast_s']:.1f} s")
             rows.append(result)
-            write_report(rows)
+            summary = write_report(rows)
             continue
         if not args.floors_only:
             result["ratio"] = result["fast_images_per_s"] / result["naive_images_per_s"]
@@ -364,9 +364,9 @@ def main() -> None:
                     f"fast/naive {result['ratio']:5.2f}x  first step {result['fast_warmup_s']:.1f} s  "
                     f"epoch, fast path {result['epoch_fast_s']:.1f} s\n  " + line)
         rows.append(result)
-        write_report(rows)
+        summary = write_report(rows)
         print(line)
-    print(write_report(rows)[1])
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -296,19 +296,19 @@ def _kept_path(root: Path) -> Path:
 
 
 def _keep(root: Path, manifest: dict[str, Any]) -> None:
-    with atomic_file(_kept_path(root)) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    _dump(_kept_path(root), manifest)
 
 
 def _read_kept(root: Path) -> dict[str, Any]:
     path = _kept_path(root)
     try:
         manifest = json.loads(path.read_text())
-        if not (isinstance(manifest.get("pieces"), list) and isinstance(manifest.get("trainings"), dict)):
-            raise ValueError("no pieces and trainings")
-    except (OSError, ValueError, AttributeError) as err:
-        raise SkunetError(f"{path}: not a lease's manifest ({reason(err)}); remove it to start afresh,"
-                          " or give --take the folder the last lease wrote") from None
+        problem = _manifest_problem(manifest)
+    except (OSError, ValueError) as err:
+        problem = f"not a lease's manifest ({reason(err)})"
+    if problem:
+        raise SkunetError(f"{path}: {problem}; remove it to start afresh, or give --take the folder the last lease"
+                          " wrote")
     return manifest
 
 
@@ -346,15 +346,21 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise SkunetError(f"{path}: not readable as a lease's manifest ({reason(err)}); bring back the files"
                           " the lease wrote, unchanged") from None
+    problem = _manifest_problem(data)
+    if problem:
+        raise SkunetError(f"{path}: {problem}; bring back the files the lease wrote, unchanged")
+    return data
+
+
+def _manifest_problem(data: Any) -> str | None:
+    """What keeps `data` (a parsed manifest) from being one a lease writes, or None."""
     if not (isinstance(data, dict) and isinstance(data.get("pieces"), list) and isinstance(data.get("trainings"), dict)):
-        raise SkunetError(f"{path}: not a lease's manifest (no list 'pieces' and object 'trainings'); bring back"
-                          " the files the lease wrote, unchanged")
+        return "not a lease's manifest (no list 'pieces' and object 'trainings')"
     for training, entry in data["trainings"].items():
         if (training not in ORDER or not isinstance(entry, dict) or not isinstance(entry.get("status"), str)
                 or not isinstance(entry.get("epochs_done"), int) or not all(isinstance(p, dict) for p in data["pieces"])):
-            raise SkunetError(f"{path}: 'trainings.{training}' is not as a lease writes it; bring back the files the"
-                              " lease wrote, unchanged")
-    return data
+            return f"'trainings.{training}' is not as a lease writes it"
+    return None
 
 
 def _parts(folder: Path) -> list[Path]:
@@ -594,7 +600,10 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
 
 def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """The manifest of the pieces taken home, as reports/pieces.json, to commit with the results."""
-    target = root / "reports" / "pieces.json"
+    return _dump(root / "reports" / "pieces.json", manifest)
+
+
+def _dump(target: Path, manifest: dict[str, Any]) -> Path:
     with atomic_file(target) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return target
