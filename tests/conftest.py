@@ -22,6 +22,7 @@ import torch
 import yaml
 from PIL import Image
 
+import skunet
 from skunet.config import deep_merge
 from skunet.data.raw import NATIVE_SIZE, RawDataset, RawSample, write_raw
 
@@ -164,6 +165,15 @@ def project_copy(path: Path) -> Path:
 # so that under `-n auto --dist worksteal` one worker starts on it at once while the others share
 # out the rest.
 FIRST = ("test_time_boxed_machines_then_take_give_the_metrics_of_one_uninterrupted_run",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite tests this checkout's code: a virtual environment installed (`pip install -e`)
+    from another clone imports that clone's, and would pass or fail for it, unsaid."""
+    imported = Path(skunet.__file__).resolve().parent
+    if imported != ROOT / "src" / "skunet":
+        raise pytest.UsageError(f"skunet is imported from {imported}, not from this checkout's src/skunet:"
+                                f" run `pip install -e .` in {ROOT} (or activate its own environment)")
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without it installed, pytest still runs

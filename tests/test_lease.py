@@ -443,19 +443,41 @@ def test_the_lease_tree_script_refuses_bad_arguments_in_one_line(tmp_path, args,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "have.txt"]
 
 
+def _models_md5_by_dvc(root: Path) -> str:
+    """The md5 DVC itself records for src/skunet/models as a stage's dependency (dvc.lock)."""
+    _run([sys.executable, "-m", "dvc", "stage", "add", "--force", "-n", "uses_models", "-d", "src/skunet/models",
+          "true"], root, {})
+    _run([sys.executable, "-m", "dvc", "repro", "uses_models"], root, {})
+    deps = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["uses_models"]["deps"]
+    return next(dep["md5"] for dep in deps if dep["path"] == "src/skunet/models")
+
+
 def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
+    _run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path, {})
+    shutil.copyfile(ROOT / ".dvcignore", tmp_path / ".dvcignore")
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "train.py").write_text("the lease's code\n")
+    models = tmp_path / "src" / "skunet" / "models"
+    models.mkdir(parents=True)
+    (models / "unet.py").write_text("the lease's model\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.003}}, "base": {"seed": 42}}))
     entry = {"cmd": "python stages/train.py drive unet",
              "deps": [{"path": "stages/train.py", "md5": hashlib.md5(b"the lease's code\n").hexdigest()},
-                      {"path": "src/skunet/models", "md5": "0" * 32 + ".dir"},
+                      {"path": "src/skunet/models", "md5": _models_md5_by_dvc(tmp_path)},
                       {"path": "data/augmented/drive", "md5": "1" * 32 + ".dir"}],
              "params": {"params.yaml": {"models.unet": {"lr": 0.003}, "base.seed": 42}}}
+    (tmp_path / ".dvc" / "config").write_text("")  # as the project's: on a lease, a copy without git
+    assert L._other_inputs(tmp_path, entry) == []
+    # bytecode beside the sources is no input (.dvcignore): this machine's, not the lease's
+    (models / "__pycache__").mkdir()
+    (models / "__pycache__" / "unet.cpython-312.pyc").write_bytes(b"this machine's bytecode")
     assert L._other_inputs(tmp_path, entry) == []
     (tmp_path / "stages" / "train.py").write_text("this checkout's code\n")
+    (models / "unet.py").write_text("this checkout's model\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.002}}, "base": {"seed": 42}}))
-    assert L._other_inputs(tmp_path, entry) == ["stages/train.py", "params.yaml:models.unet"]
+    assert L._other_inputs(tmp_path, entry) == ["stages/train.py", "src/skunet/models", "params.yaml:models.unet"]
+    shutil.rmtree(models)
+    assert L._other_inputs(tmp_path, entry)[1] == "src/skunet/models"
     manifest = {"pieces": [], "trainings": {t: {"status": "finished", "epochs_done": 6} for t in L.ORDER}}
     how = {t: "run cache" for t in L.ORDER} | {"drive-unet": "other code: params.yaml:models.unet"}
     text = L.summary(manifest, how)
@@ -581,11 +603,13 @@ def test_the_cuda_checks_run_where_pytest_xdist_is_not_installed():
 def test_the_cuda_checks_end_when_their_time_does(tmp_path):
     """The benchmark and the `-k cuda` test cases end by the time given them (the lease's first
     minute), and leave nothing half-written: here, on a CPU, the paper-size benchmark cannot
-    finish its first model in the time it gets, so it is stopped and says so."""
+    finish its first model in the time it gets, so it is stopped and says so. In a copy of the
+    project, as on a lease, they run the copy's code (its tests refuse any other)."""
+    root = project_copy(tmp_path / "project")
     out = tmp_path / "out"
     out.mkdir()
     t0 = time.time()
-    checks = L._cuda_checks(ROOT, out, until=t0 + 10)
+    checks = L._cuda_checks(root, out, until=t0 + 10)
     assert time.time() - t0 < 20, checks  # the two stops (SIGTERM, then a wait) take a moment
     assert checks["benchmark"] == "no model measured (stopped at the end of the first minute)", checks
     # no GPU here: the nine cases skip, or some are still starting when their time ends

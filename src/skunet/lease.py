@@ -119,8 +119,11 @@ def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
     log_path, bench_path = out / "lease.log", out / "benchmark-drive.json"
     bench_path.unlink(missing_ok=True)  # an earlier lease's, in an --out given again
     bench_until = time.time() + BENCHMARK_SHARE * max(0.0, until - time.time())
+    # the checkout's code, as its stages run it, whatever the environment has installed
+    this_code = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
     bench = _run_logged([sys.executable, "benchmarks/train_throughput.py", "--dataset", "drive", "--fast-only",
-                         "--steps", "3", "--out", str(bench_path)], root, log_path, max(1.0, bench_until - time.time()))
+                         "--steps", "3", "--out", str(bench_path)], root, log_path, max(1.0, bench_until - time.time()),
+                        this_code)
     sweep_temporaries(bench_path)  # a write the stop cut short
     measured = [r["model"] for r in json.loads(bench_path.read_text())["models"]] if bench_path.is_file() else []
     if bench == 0:
@@ -132,7 +135,8 @@ def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
     workers = ["-n", "3", "--dist", "worksteal"] if importlib.util.find_spec("xdist") else ["-p", "no:xdist"]
     logged = log_path.stat().st_size
     tests = _run_logged([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *workers, "-k", "cuda",
-                         "tests/test_models.py", "tests/test_training.py"], root, log_path, max(1.0, until - time.time()))
+                         "tests/test_models.py", "tests/test_training.py"], root, log_path, max(1.0, until - time.time()),
+                        this_code)
     with log_path.open("rb") as fh:
         fh.seek(logged)
         outcomes = _test_outcomes(fh.read().decode(errors="replace"))
@@ -507,23 +511,44 @@ def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
     return next((dep.get("md5") for dep in entry.get("deps", []) if dep["path"] == f"data/augmented/{dataset}"), None)
 
 
-def _other_inputs(root: Path, entry: dict[str, Any], params_files: dict[str, Any] | None = None) -> list[str]:
-    """The files and parameters of a training's run-cache entry that this checkout has otherwise
-    (the lease ran another commit, or params.yaml was edited since): the run cache restores no
-    such training. Files are compared by DVC's md5 of their bytes; folders (the models package)
-    are left to DVC. `params_files`: the parameter files read so far, by name (filled here)."""
-    differ, params_files = [], {} if params_files is None else params_files
+def _folder_md5(root: Path, path: str) -> str | None:
+    """DVC's md5 of the folder `path` in the checkout at `root` (the models package), made as
+    `dvc status` makes it: .dvcignore heeded, so the bytecode beside the sources is left out.
+    None where the checkout has no such folder."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.build import build
+
+    if not (root / path).is_dir():
+        return None
+    with Repo(str(root), config={"core": {"no_scm": True}}) as repo:  # a copy without git, too
+        _, _, tree = build(repo.cache.local, repo.fs.join(repo.root_dir, path), repo.fs, "md5",
+                           ignore=repo.dvcignore, dry_run=True)
+    return tree.hash_info.value
+
+
+def _other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], Any] | None = None) -> list[str]:
+    """The files, folders and parameters of a training's run-cache entry that this checkout has
+    otherwise (the lease ran another commit, or params.yaml or a model was edited since): the run
+    cache restores no such training. Files and folders are compared by DVC's md5, the data by
+    the caller. `seen`: what was read of this checkout so far, kept between calls (filled here)."""
+    differ, seen = [], {} if seen is None else seen
     for dep in entry.get("deps", []):
-        md5, path = str(dep.get("md5", "")), root / dep["path"]
-        if md5.endswith(".dir") or dep["path"].startswith("data/"):
+        md5, path = str(dep.get("md5", "")), dep["path"]
+        if path.startswith("data/"):
             continue
-        if not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != md5:
-            differ.append(dep["path"])
+        if md5.endswith(".dir"):
+            if ("folder", path) not in seen:
+                seen["folder", path] = _folder_md5(root, path)
+            here = seen["folder", path]
+        else:
+            here = hashlib.md5((root / path).read_bytes()).hexdigest() if (root / path).is_file() else None
+        if here != md5:
+            differ.append(path)
     for name, values in (entry.get("params") or {}).items():
-        if name not in params_files:
-            params_files[name] = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
+        if ("params", name) not in seen:
+            seen["params", name] = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
         for key, value in values.items():
-            here: Any = params_files[name]
+            here = seen["params", name]
             for part in key.split("."):
                 here = here.get(part) if isinstance(here, dict) else None
             if here != value:
@@ -535,13 +560,13 @@ def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
     """A training the manifest calls finished, but of which this folder's run cache holds no run
     made from this folder's code and parameters (params.yaml edited since, another commit, the
     cache emptied), is trained again: it is taken out of the manifest's trainings."""
-    runs, params_files = _training_runs(root), {}
+    runs, seen = _training_runs(root), {}
     for training in ORDER:
         if manifest["trainings"].get(training, {}).get("status") != "finished":
             continue
         differ = ["no run of it in this folder's DVC cache"]
         for entry in reversed(runs.get(training, [])):  # the newest first
-            differ = _other_inputs(root, parse_yaml(entry.read_text()), params_files)
+            differ = _other_inputs(root, parse_yaml(entry.read_text()), seen)
             if not differ:
                 break
         if differ:
@@ -573,11 +598,11 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     lock_path = root / "dvc.lock"
     lock = parse_yaml(lock_path.read_text())
     how: dict[str, str] = {}
-    params_files: dict[str, Any] = {}
+    seen: dict[tuple[str, str], Any] = {}
     for training in finished:
         dataset = training.split("-", 1)[0]
         entry = parse_yaml(runs[training][-1].read_text())
-        differ = _other_inputs(root, entry, params_files)
+        differ = _other_inputs(root, entry, seen)
         if differ:
             how[training] = "other code: " + ", ".join(differ)
             continue
