@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
@@ -25,7 +26,7 @@ from skunet.config import DropBlockSpec, ModelConfig
 from skunet.data.batches import epoch_batches, split_indices
 from skunet.models import build_model
 from skunet import training
-from skunet.training import TrainConfig, forward_loss, train
+from skunet.training import TrainConfig, code_fingerprint, forward_loss, train
 
 CFG = TrainConfig(epochs=3, batch_size=4, lr=0.01, seed=7, factor=0.5, patience=1, min_lr=0.0,
                   validation_fraction=0.2, split_mode="tail")
@@ -158,6 +159,35 @@ def test_stale_resume_state_is_ignored(tmp_path):
     run(tmp_path, data, replace(CFG, lr=0.02, epochs=2))  # params changed: starts afresh
     log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
     assert log["epoch"].tolist() == [1, 2]
+
+
+def test_a_resume_state_saved_by_other_code_starts_the_training_over(tmp_path, caplog):
+    """A training stopped, then run again after its code changed (another commit on the next
+    machine, a model edited), starts over: finished, it comes from the code its stage records."""
+    data = make_data(tmp_path / "data")
+    code = tmp_path / "code"
+    (code / "models").mkdir(parents=True)
+    (code / "train.py").write_text("stage\n")
+    (code / "models" / "unet.py").write_text("class UNet: ...\n")
+    paths = ["train.py", "models"]
+    before = code_fingerprint(code, paths)
+    (code / "models" / "__pycache__").mkdir()
+    (code / "models" / "__pycache__" / "unet.cpython-311.pyc").write_bytes(b"this machine's bytecode")
+    assert code_fingerprint(code, paths) == before  # bytecode is no code of the training
+    run(tmp_path / "out", data, stop_after_epoch=1, code=before)
+    run(tmp_path / "same", data, stop_after_epoch=1, code=before)
+    with caplog.at_level(logging.INFO, logger="skunet.training"):
+        run(tmp_path / "same", data, code=before)  # the same code resumes
+    assert "resuming unet_dropblock on drive after epoch 1" in caplog.text
+    (code / "models" / "unet.py").write_text("class UNet: ...  # edited\n")
+    after = code_fingerprint(code, paths)
+    assert after != before
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="skunet.training"):
+        run(tmp_path / "out", data, code=after)
+    assert "ignoring stale resume state" in caplog.text and "resuming" not in caplog.text
+    assert read_log(tmp_path / "out" / "log.csv")[0]["epoch"] == 1
+    assert len(read_log(tmp_path / "out" / "log.csv")) == CFG.epochs
 
 
 _KILL_SCRIPT = """

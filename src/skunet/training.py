@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -129,14 +129,32 @@ class Run:
         return f"{self.dataset}/{self.config.name}"
 
 
-def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int) -> str:
-    blob = json.dumps([config.model_dump(mode="json"), asdict(cfg), data.fingerprint, world], sort_keys=True)
+def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int, code: str) -> str:
+    blob = json.dumps([config.model_dump(mode="json"), asdict(cfg), data.fingerprint, world, code], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def code_fingerprint(root: Path, paths: Iterable[str]) -> str:
+    """The bytes of the code at `paths` under `root` (files, and the files in folders but Python's
+    bytecode), as a training's resume state records them: a state that other code saved is not
+    resumed, so that a finished training comes from the code its stage records, not from a mix
+    (the train stage passes the code dvc.yaml lists for it)."""
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        path = root / rel
+        files = [path] if not path.is_dir() else sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix != ".pyc"
+            and "__pycache__" not in p.relative_to(path).parts)
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest() if file.is_file() else b"(none)")
+    return digest.hexdigest()[:16]
+
+
 def start(config: ModelConfig, cfg: TrainConfig, dataset: str, data_dir: Path, device: torch.device,
-          fast: bool | None) -> Run:
-    """The training's start: the data, the network (seeded), Adam and the scheduler."""
+          fast: bool | None, code: str = "") -> Run:
+    """The training's start: the data, the network (seeded), Adam and the scheduler. `code`
+    (:func:`code_fingerprint`) goes into the fingerprint that a resume state must match."""
     ddp = init_distributed(device)
     if fast is None:
         fast = cfg.fast_path and device.type == "cuda"
@@ -156,18 +174,18 @@ def start(config: ModelConfig, cfg: TrainConfig, dataset: str, data_dir: Path, d
         optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr
     )
     return Run(config, cfg, dataset, device, ddp, fast, data, model, optimizer, scheduler,
-               _fingerprint(config, cfg, data, ddp.world))
+               _fingerprint(config, cfg, data, ddp.world, code))
 
 
 def resume(run: Run, state_path: Path) -> None:
     """Go on after the last completed epoch, when `state_path` holds a state of this very
-    training (same params and data); a stale one is left to be overwritten."""
+    training (same params, data and code); a stale one is left to be overwritten."""
     state = read_resume_state(state_path)
     if state is None:
         return
     if state["fingerprint"] != run.fingerprint:
         if run.ddp.main:
-            log.info("ignoring stale resume state %s (params or data changed)", state_path)
+            log.info("ignoring stale resume state %s (params, data or code changed): starting over", state_path)
         return
     try:
         run.model.load_state_dict(state["model"])
@@ -299,6 +317,7 @@ def train(
     fast: bool | None = None,
     deadline: float | None = None,
     six_trainings: Callable[[], float] | None = None,
+    code: str = "",
 ) -> dict[str, Any]:
     """Train one model; write the best checkpoint and the per-epoch log. Returns a summary.
 
@@ -313,8 +332,10 @@ def train(
     first estimate say how long the six paper trainings take at the rate it measured.
     `fast` overrides the path (default: the fast path on CUDA when `cfg.fast_path`); forcing it
     on the CPU runs the fast path's code there, which is how the tests cover it without a GPU.
+    `code` (:func:`code_fingerprint`): the code the training runs; a resume state of other code
+    is not resumed.
     """
-    run = start(config, cfg, dataset, data_dir, device or pick_device(), fast)
+    run = start(config, cfg, dataset, data_dir, device or pick_device(), fast, code)
     resume(run, state_path)
     net: torch.nn.Module = run.model
     if run.ddp.world > 1:
