@@ -20,17 +20,10 @@ import functools
 
 import torch.distributed as dist
 
-from skunet.config import check_dataset, check_model, load_params, model_config, parse_yaml
+from skunet.config import check_dataset, check_model, load_params, model_config
 from skunet.errors import exit_on_error
 from skunet.estimates import deadline_from_env, six_trainings_factor
-from skunet.training import code_fingerprint, train, train_config
-
-
-def _code() -> list[str]:
-    """The code dvc.yaml records for this stage (its dependencies but the data): a resume state
-    that other code saved starts the training over."""
-    deps = parse_yaml((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
-    return [dep for dep in deps if not dep.startswith("data/")]
+from skunet.training import stage_code, train, train_config
 
 
 @exit_on_error
@@ -53,7 +46,8 @@ def main() -> None:
         deadline=deadline_from_env(),
         # the other trainings' params weigh an estimate in a log line only, never an output
         six_trainings=functools.partial(six_trainings_factor, params, dataset, model),
-        code=code_fingerprint(ROOT, _code()),
+        # the code dvc.yaml records for this stage: a resume state saved by other code starts over
+        code=stage_code(ROOT),
     )
     if dist.is_initialized():  # launched by torchrun
         dist.destroy_process_group()

@@ -582,22 +582,24 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     augmentations), the training machine's lock entry goes into dvc.lock and its outputs are put
     in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
     while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache", "other
-    data" or "other code: <what differs>" (trained from other code or parameters: left alone)."""
+    data" or "other code: <what differs>" (trained from other code or parameters: left alone), and
+    "other code" for a training in progress whose resume state this checkout's code would not
+    resume (the train stage's code differs: it would start over)."""
     from skunet.checkpoints import dvc_data_md5
     from skunet.data.augment import library_versions
 
+    how = _states_of_other_code(root, manifest)
     runs = _training_runs(root)
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]
     datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
     if not datasets:
-        return {}
+        return how
     code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=None)
     if code != 0:
         raise SkunetError(f"dvc repro {' '.join(f'augment@{d}' for d in datasets)} failed (exit {code}); the"
                           " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
     lock_path = root / "dvc.lock"
     lock = parse_yaml(lock_path.read_text())
-    how: dict[str, str] = {}
     seen: dict[tuple[str, str], Any] = {}
     for training in finished:
         dataset = training.split("-", 1)[0]
@@ -621,6 +623,22 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
         with atomic_file(lock_path) as tmp:
             tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
     return how
+
+
+def _states_of_other_code(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """"other code", by training in progress whose resume state was saved by other code than the
+    train stage's here (:func:`skunet.training.stage_code`): this checkout starts it over."""
+    from skunet.checkpoints import read_resume_state
+    from skunet.training import stage_code
+
+    other, code = {}, None
+    for training in ORDER:
+        path = _state_path(root, training)
+        if manifest["trainings"].get(training, {}).get("status") not in (None, "finished") and path.is_file():
+            code = code or stage_code(root)
+            if (read_resume_state(path) or {}).get("code") != code:
+                other[training] = "other code"
+    return other
 
 
 def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
@@ -832,9 +850,14 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     for training in ORDER:
         entry = trainings.get(training)
         if entry and entry["status"] != "finished":
-            done = entry["epochs_done"]
-            lines.append(f"{training}: {entry['status']} ({done} epoch{'' if done == 1 else 's'} done; the next"
-                         " lease goes on from there, given these files with --take)")
+            done = f"{entry['epochs_done']} epoch{'' if entry['epochs_done'] == 1 else 's'} done"
+            if how.get(training) == "other code":
+                lines.append(f"{training}: {entry['status']} ({done}), but its resume state was saved by other code"
+                             " than this checkout's train stage, so the next lease or `dvc repro` here starts it"
+                             " over; take the pieces into a checkout of the commit the lease ran to go on")
+            else:
+                lines.append(f"{training}: {entry['status']} ({done}; the next lease goes on from there, given"
+                             " these files with --take)")
     missing = [t for t in ORDER if t not in trainings]
     if missing:
         lines.append(f"not yet trained: {', '.join(missing)}")

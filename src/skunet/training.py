@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from skunet.checkpoints import read_resume_state, save_atomic, save_checkpoint, write_log
-from skunet.config import ModelConfig
+from skunet.config import ModelConfig, parse_yaml
 from skunet.data.batches import BatchSource, TrainingData, epoch_batches, in_order, load_training_data, rank_rows
 from skunet.devices import Dist, device_name, init_distributed, peak_memory_mib, pick_device
 from skunet.errors import OutOfTime, SkunetError, reason
@@ -119,6 +119,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     fingerprint: str
+    code: str = ""  # :func:`code_fingerprint`, kept beside the fingerprint for `skunet take` to read
     start_epoch: int = 1
     best: dict[str, Any] = field(default_factory=lambda: {"val_loss": float("inf"), "epoch": 0, "state": None})
     history: list[dict[str, float]] = field(default_factory=list)
@@ -151,6 +152,13 @@ def code_fingerprint(root: Path, paths: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def stage_code(root: Path) -> str:
+    """:func:`code_fingerprint` of the code dvc.yaml at `root` lists for the train stage (its
+    dependencies but the data): what the stage passes as `code`."""
+    deps = parse_yaml((root / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    return code_fingerprint(root, [dep for dep in deps if not dep.startswith("data/")])
+
+
 def start(config: ModelConfig, cfg: TrainConfig, dataset: str, data_dir: Path, device: torch.device,
           fast: bool | None, code: str = "") -> Run:
     """The training's start: the data, the network (seeded), Adam and the scheduler. `code`
@@ -174,7 +182,7 @@ def start(config: ModelConfig, cfg: TrainConfig, dataset: str, data_dir: Path, d
         optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr
     )
     return Run(config, cfg, dataset, device, ddp, fast, data, model, optimizer, scheduler,
-               _fingerprint(config, cfg, data, ddp.world, code))
+               _fingerprint(config, cfg, data, ddp.world, code), code)
 
 
 def resume(run: Run, state_path: Path) -> None:
@@ -288,7 +296,7 @@ def record_epoch(run: Run, epoch: int, row: dict[str, float], state_path: Path) 
     if run.ddp.main:
         log.info("%s epoch %d: train %.4f val %.4f F1 %.4f lr %.2g (%.1fs)", run.name, epoch,
                  row["train_loss"], row["val_loss"], row["val_f1"], row["lr"], row["seconds"])
-        save_atomic({"fingerprint": run.fingerprint, "epoch": epoch, "model": run.model.state_dict(),
+        save_atomic({"fingerprint": run.fingerprint, "code": run.code, "epoch": epoch, "model": run.model.state_dict(),
                      "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                      "best": run.best, "history": run.history}, state_path)
 
