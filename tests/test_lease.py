@@ -486,26 +486,34 @@ def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
     assert "next: `dvc repro evaluate@drive-unet_dropblock evaluate@drive-skunet evaluate@chase-unet" in text
 
 
-def test_take_names_a_training_in_progress_whose_resume_state_other_code_saved(tmp_path):
-    """A resume state is resumed by the code that saved it only (the train stage's files): where
-    the pieces come from another commit, `skunet take` says that the training starts over here."""
+def test_take_names_a_training_in_progress_whose_resume_state_other_code_or_parameters_saved(tmp_path):
+    """A resume state is resumed only by the code and parameters that saved it: where the pieces
+    come from another commit or params.yaml, `skunet take` says that the training starts over."""
     from skunet.checkpoints import save_atomic
-    from skunet.training import stage_code
+    from skunet.config import load_params, model_config
+    from skunet.training import params_fingerprint, stage_code, train_config
 
     root = project_copy(tmp_path / "home")
+    params = load_params(root / "params.yaml")
     manifest = {"pieces": [], "trainings": {"drive-unet": {"status": "finished", "epochs_done": 6},
                                             "drive-skunet": {"status": "in progress", "epochs_done": 3}}}
     state = {"fingerprint": "f", "code": stage_code(root), "epoch": 3, "model": {}, "optimizer": {},
-             "scheduler": {}, "best": {}, "history": []}
+             "scheduler": {}, "best": {}, "history": [],
+             "params": params_fingerprint(model_config(params, "drive", "skunet"), train_config(params, "drive", "skunet"))}
     save_atomic(state, L._state_path(root, "drive-skunet"))
-    assert L._states_of_other_code(root, manifest) == {}
+    assert L._states_of_other_inputs(root, manifest) == {}
     assert "drive-skunet: in progress (3 epochs done; the next lease goes on from there" in L.summary(manifest, {})
     model = root / "src" / "skunet" / "models" / "unet.py"
-    model.write_text(model.read_text() + "# edited\n")
-    how = L._states_of_other_code(root, manifest)
+    original = model.read_text()
+    model.write_text(original + "# edited\n")
+    how = L._states_of_other_inputs(root, manifest)
     assert how == {"drive-skunet": "other code"}
-    assert ("drive-skunet: in progress (3 epochs done), but its resume state was saved by other code than this"
-            " checkout's train stage, so the next lease or `dvc repro` here starts it over") in L.summary(manifest, how)
+    assert ("drive-skunet: in progress (3 epochs done), but its resume state was saved with other code than this"
+            " checkout's, so the next lease or `dvc repro` here starts it over") in L.summary(manifest, how)
+    (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("lr: 0.001", "lr: 0.002"))
+    assert L._states_of_other_inputs(root, manifest) == {"drive-skunet": "other code and parameters"}
+    model.write_text(original)
+    assert L._states_of_other_inputs(root, manifest) == {"drive-skunet": "other parameters"}
 
 
 def test_a_lease_trains_again_what_was_finished_from_other_inputs_or_has_no_run_here(tmp_path, caplog):
@@ -573,7 +581,9 @@ def test_a_lease_stopped_by_sigterm_packs_what_it_has(tmp_path, mirror):
     manifest = L.take(out, home)
     assert (home / ".skunet-state" / "drive-unet_dropblock.pt").is_file()
     assert L.summary(manifest).startswith("1 of 6 trainings finished: drive-unet\n")
-    assert L._states_of_other_code(home, manifest) == {}  # the stage saved the code a copy of it has
+    # the stage saved the code a copy of it has, and the parameters of this (tiny) profile
+    assert L._states_of_other_inputs(home, manifest) == {"drive-unet_dropblock": "other parameters"}
+    assert L._states_of_other_inputs(work, manifest) == {}
 
     # the machine's next call, in the same folder and without --take: it goes on from there, with
     # the first piece in its manifest, drive-unet finished already and drive-unet_dropblock resumed

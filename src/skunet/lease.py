@@ -583,12 +583,12 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
     while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache", "other
     data" or "other code: <what differs>" (trained from other code or parameters: left alone), and
-    "other code" for a training in progress whose resume state this checkout's code would not
-    resume (the train stage's code differs: it would start over)."""
+    for a training in progress whose resume state this checkout would not resume (it would start
+    over) "other code", "other parameters" or "other code and parameters"."""
     from skunet.checkpoints import dvc_data_md5
     from skunet.data.augment import library_versions
 
-    how = _states_of_other_code(root, manifest)
+    how = _states_of_other_inputs(root, manifest)
     runs = _training_runs(root)
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]
     datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
@@ -625,19 +625,30 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     return how
 
 
-def _states_of_other_code(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
-    """"other code", by training in progress whose resume state was saved by other code than the
-    train stage's here (:func:`skunet.training.stage_code`): this checkout starts it over."""
+def _states_of_other_inputs(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """By training in progress whose resume state this checkout would not resume, what differs:
+    "other code" (the train stage's, :func:`skunet.training.stage_code`), "other parameters"
+    (its model's and training's in params.yaml) or both. Such a training starts over here."""
     from skunet.checkpoints import read_resume_state
-    from skunet.training import stage_code
+    from skunet.config import load_params, model_config
+    from skunet.training import params_fingerprint, stage_code, train_config
 
-    other, code = {}, None
+    other: dict[str, str] = {}
+    code = params = None
     for training in ORDER:
         path = _state_path(root, training)
-        if manifest["trainings"].get(training, {}).get("status") not in (None, "finished") and path.is_file():
-            code = code or stage_code(root)
-            if (read_resume_state(path) or {}).get("code") != code:
-                other[training] = "other code"
+        if manifest["trainings"].get(training, {}).get("status") in (None, "finished") or not path.is_file():
+            continue
+        code, params = code or stage_code(root), params or load_params(root / "params.yaml")
+        dataset, model = training.split("-", 1)
+        state = read_resume_state(path) or {}
+        differ = [what for what, same in (
+            ("code", state.get("code") == code),
+            ("parameters", state.get("params") == params_fingerprint(model_config(params, dataset, model),
+                                                                      train_config(params, dataset, model))),
+        ) if not same]
+        if differ:
+            other[training] = "other " + " and ".join(differ)
     return other
 
 
@@ -851,10 +862,11 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
         entry = trainings.get(training)
         if entry and entry["status"] != "finished":
             done = f"{entry['epochs_done']} epoch{'' if entry['epochs_done'] == 1 else 's'} done"
-            if how.get(training) == "other code":
-                lines.append(f"{training}: {entry['status']} ({done}), but its resume state was saved by other code"
-                             " than this checkout's train stage, so the next lease or `dvc repro` here starts it"
-                             " over; take the pieces into a checkout of the commit the lease ran to go on")
+            if how.get(training, "").startswith("other "):
+                lines.append(f"{training}: {entry['status']} ({done}), but its resume state was saved with"
+                             f" {how[training]} than this checkout's, so the next lease or `dvc repro` here starts"
+                             " it over; take the pieces into a checkout of the commit the lease ran, with its"
+                             " params.yaml, to go on")
             else:
                 lines.append(f"{training}: {entry['status']} ({done}; the next lease goes on from there, given"
                              " these files with --take)")

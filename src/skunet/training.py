@@ -119,7 +119,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     fingerprint: str
-    code: str = ""  # :func:`code_fingerprint`, kept beside the fingerprint for `skunet take` to read
+    code: str = ""  # :func:`code_fingerprint`, kept in the resume state for `skunet take` to read
     start_epoch: int = 1
     best: dict[str, Any] = field(default_factory=lambda: {"val_loss": float("inf"), "epoch": 0, "state": None})
     history: list[dict[str, float]] = field(default_factory=list)
@@ -133,6 +133,12 @@ class Run:
 def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int, code: str) -> str:
     blob = json.dumps([config.model_dump(mode="json"), asdict(cfg), data.fingerprint, world, code], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def params_fingerprint(config: ModelConfig, cfg: TrainConfig) -> str:
+    """The parameters part of a resume state's fingerprint, kept beside it for `skunet take`."""
+    return hashlib.sha256(json.dumps([config.model_dump(mode="json"), asdict(cfg)], sort_keys=True).encode()
+                          ).hexdigest()[:16]
 
 
 def code_fingerprint(root: Path, paths: Iterable[str]) -> str:
@@ -296,7 +302,8 @@ def record_epoch(run: Run, epoch: int, row: dict[str, float], state_path: Path) 
     if run.ddp.main:
         log.info("%s epoch %d: train %.4f val %.4f F1 %.4f lr %.2g (%.1fs)", run.name, epoch,
                  row["train_loss"], row["val_loss"], row["val_f1"], row["lr"], row["seconds"])
-        save_atomic({"fingerprint": run.fingerprint, "code": run.code, "epoch": epoch, "model": run.model.state_dict(),
+        save_atomic({"fingerprint": run.fingerprint, "code": run.code, "params": params_fingerprint(run.config, run.cfg),
+                     "epoch": epoch, "model": run.model.state_dict(),
                      "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                      "best": run.best, "history": run.history}, state_path)
 
