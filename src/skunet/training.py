@@ -130,15 +130,16 @@ class Run:
         return f"{self.dataset}/{self.config.name}"
 
 
-def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int, code: str) -> str:
-    blob = json.dumps([config.model_dump(mode="json"), asdict(cfg), data.fingerprint, world, code], sort_keys=True)
+def params_fingerprint(config: ModelConfig, cfg: TrainConfig) -> str:
+    """The parameters part of a resume state's fingerprint, kept beside it for `skunet take`."""
+    blob = json.dumps([config.model_dump(mode="json"), asdict(cfg)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def params_fingerprint(config: ModelConfig, cfg: TrainConfig) -> str:
-    """The parameters part of a resume state's fingerprint, kept beside it for `skunet take`."""
-    return hashlib.sha256(json.dumps([config.model_dump(mode="json"), asdict(cfg)], sort_keys=True).encode()
-                          ).hexdigest()[:16]
+def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int, code: str) -> str:
+    """What a resume state must match to be resumed: parameters, data, DDP world size and code."""
+    blob = json.dumps([params_fingerprint(config, cfg), data.fingerprint, world, code])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def code_fingerprint(root: Path, paths: Iterable[str]) -> str:
