@@ -633,20 +633,21 @@ def _states_of_other_inputs(root: Path, manifest: dict[str, Any]) -> dict[str, s
     from skunet.config import load_params, model_config
     from skunet.training import params_fingerprint, stage_code, train_config
 
+    in_progress = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in (None, "finished")
+                   and _state_path(root, t).is_file()]
+    if not in_progress:
+        return {}
+    code, params = stage_code(root), load_params(root / "params.yaml")
     other: dict[str, str] = {}
-    code = params = None
-    for training in ORDER:
-        path = _state_path(root, training)
-        if manifest["trainings"].get(training, {}).get("status") in (None, "finished") or not path.is_file():
-            continue
-        code, params = code or stage_code(root), params or load_params(root / "params.yaml")
+    for training in in_progress:
         dataset, model = training.split("-", 1)
-        state = read_resume_state(path) or {}
-        differ = [what for what, same in (
-            ("code", state.get("code") == code),
-            ("parameters", state.get("params") == params_fingerprint(model_config(params, dataset, model),
-                                                                      train_config(params, dataset, model))),
-        ) if not same]
+        state = read_resume_state(_state_path(root, training)) or {}
+        differ = []
+        if state.get("code") != code:
+            differ.append("code")
+        if state.get("params") != params_fingerprint(model_config(params, dataset, model),
+                                                     train_config(params, dataset, model)):
+            differ.append("parameters")
         if differ:
             other[training] = "other " + " and ".join(differ)
     return other

@@ -118,8 +118,9 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
-    fingerprint: str
-    code: str = ""  # :func:`code_fingerprint`, kept in the resume state for `skunet take` to read
+    params: str  # :func:`params_fingerprint`, and
+    code: str  # :func:`code_fingerprint`: kept in the resume state for `skunet take` to read
+    fingerprint: str  # :func:`_fingerprint`, what a resume state must match
     start_epoch: int = 1
     best: dict[str, Any] = field(default_factory=lambda: {"val_loss": float("inf"), "epoch": 0, "state": None})
     history: list[dict[str, float]] = field(default_factory=list)
@@ -136,9 +137,9 @@ def params_fingerprint(config: ModelConfig, cfg: TrainConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _fingerprint(config: ModelConfig, cfg: TrainConfig, data: TrainingData, world: int, code: str) -> str:
+def _fingerprint(params: str, data: TrainingData, world: int, code: str) -> str:
     """What a resume state must match to be resumed: parameters, data, DDP world size and code."""
-    blob = json.dumps([params_fingerprint(config, cfg), data.fingerprint, world, code])
+    blob = json.dumps([params, data.fingerprint, world, code])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -188,8 +189,9 @@ def start(config: ModelConfig, cfg: TrainConfig, dataset: str, data_dir: Path, d
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr
     )
-    return Run(config, cfg, dataset, device, ddp, fast, data, model, optimizer, scheduler,
-               _fingerprint(config, cfg, data, ddp.world, code), code)
+    params = params_fingerprint(config, cfg)
+    return Run(config, cfg, dataset, device, ddp, fast, data, model, optimizer, scheduler, params, code,
+               _fingerprint(params, data, ddp.world, code))
 
 
 def resume(run: Run, state_path: Path) -> None:
@@ -303,7 +305,7 @@ def record_epoch(run: Run, epoch: int, row: dict[str, float], state_path: Path) 
     if run.ddp.main:
         log.info("%s epoch %d: train %.4f val %.4f F1 %.4f lr %.2g (%.1fs)", run.name, epoch,
                  row["train_loss"], row["val_loss"], row["val_f1"], row["lr"], row["seconds"])
-        save_atomic({"fingerprint": run.fingerprint, "code": run.code, "params": params_fingerprint(run.config, run.cfg),
+        save_atomic({"fingerprint": run.fingerprint, "code": run.code, "params": run.params,
                      "epoch": epoch, "model": run.model.state_dict(),
                      "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                      "best": run.best, "history": run.history}, state_path)
