@@ -674,3 +674,19 @@ def test_the_cuda_cases_outcomes_are_read_from_pytest_lines_with_or_without_xdis
             "FAILED tests/test_training.py::c[cuda] - AssertionError: ...\n")
     assert L._test_outcomes(text) == "2 passed, 1 failed, 1 skipped"
     assert L._test_outcomes("bringing up nodes...\n") == "none ended"
+
+
+def test_a_machine_without_python_on_its_path_gets_a_wrapper_that_goes_when_the_process_does(tmp_path):
+    """dvc.yaml's commands call `python`; where the PATH has only `python3` (a GPU image), the
+    lease puts a wrapper for its own interpreter first on the PATH, and leaves no folder behind."""
+    script = ("import os, subprocess\nfrom skunet import lease\n"
+              "env = lease._python_on_path()\n"
+              "print(env['PATH'].split(os.pathsep)[0])\n"
+              "print(subprocess.run(['python', '-c', 'import sys; print(sys.executable)'],"
+              " env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip())\n")
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PATH": str(tmp_path)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder, interpreter = result.stdout.split()
+    assert interpreter == sys.executable
+    assert Path(folder).name.startswith("skunet-python-") and not Path(folder).exists()

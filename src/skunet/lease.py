@@ -34,6 +34,7 @@ same data (same NumPy and OpenCV): the manifest records who drew it.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import functools
@@ -222,10 +223,11 @@ def _group_running(pgid: int) -> bool:
 def _python_on_path() -> dict[str, str]:
     """dvc.yaml's commands call `python`; a machine with only `python3` gets a wrapper for this
     interpreter first on the PATH (a wrapper, since a symlink would step out of a virtual
-    environment)."""
+    environment), removed when this process ends."""
     if shutil.which("python"):
         return {}
     folder = Path(tempfile.mkdtemp(prefix="skunet-python-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     wrapper = folder / "python"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
