@@ -10,8 +10,8 @@
 # SKUNET_LEASE_RESERVE: seconds kept back from the budget for packing and the transfer (default 20).
 set -euo pipefail
 [[ $# -ge 2 && $# -le 3 ]] || { echo "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]" >&2; exit 2; }
-[[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )) || {
-  echo "$1: not a number of seconds above 0; give the time this machine is lent for" >&2; exit 2; }
+[[ $1 =~ ^[0-9]{1,7}$ ]] && (( 10#$1 > 0 )) || {
+  echo "$1: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for" >&2; exit 2; }
 start=$SECONDS
 out=$(realpath -m "$2") take=${3:+$(realpath "$3")}
 cd "$(dirname "$0")/.."

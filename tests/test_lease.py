@@ -187,7 +187,7 @@ def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
     out.mkdir()
     (out / "pieces.tar.09").write_bytes(b"an earlier lease's last part")
-    names = list(L._pack(machine, out, ["drive-unet"], "drive-skunet"))
+    names = list(L._pack(machine, out, ["drive-unet"], ["drive-skunet"]))
     assert sorted(p.name for p in out.glob("pieces.tar.*")) == names
     assert names == [f"pieces.tar.{i:02d}" for i in range(len(names))] and len(names) >= 3
     assert all((out / n).stat().st_size <= 4096 for n in names)
@@ -210,7 +210,7 @@ def test_pieces_that_are_too_large_for_the_files_a_lease_sends_back_are_refused(
     _fake_run(tmp_path / "machine", "drive-unet", os.urandom(10_000))
     (tmp_path / "out").mkdir()
     with pytest.raises(SkunetError, match="more than 5 files of"):
-        L._pack(tmp_path / "machine", tmp_path / "out", ["drive-unet"], None)
+        L._pack(tmp_path / "machine", tmp_path / "out", ["drive-unet"], [])
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -229,6 +229,7 @@ def test_take_refuses_a_folder_whose_pieces_reach_elsewhere(tmp_path, name, link
             tar.addfile(info, io.BytesIO(b"bad"))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "pieces.tar.00").write_bytes(buffer.getvalue())
+    (tmp_path / "out" / L.MANIFEST).write_text('{"pieces": [], "trainings": {}}')
     (tmp_path / "home").mkdir()
     with pytest.raises(SkunetError, match="is not a piece of a lease; refusing the folder"):
         L.take(tmp_path / "out", tmp_path / "home")
@@ -245,7 +246,8 @@ def test_pieces_travel_between_caches_wherever_dvc_cache_dir_puts_them(tmp_path)
     md5 = _fake_run(tmp_path / "staging", "drive-unet", b"weights")
     shutil.copytree(tmp_path / "staging" / ".dvc" / "cache", tmp_path / "shared-a")
     out.mkdir()
-    L._pack(machine, out, ["drive-unet"], None)
+    L._pack(machine, out, ["drive-unet"], [])
+    (out / L.MANIFEST).write_text('{"pieces": [], "trainings": {}}')
     L.take(out, home)
     assert (tmp_path / "shared-b" / "files" / "md5" / md5[:2] / md5[2:]).read_bytes() == b"weights"
     assert not (home / ".dvc" / "cache").exists()
@@ -258,7 +260,7 @@ def _leased(tmp_path, monkeypatch) -> Path:
     machine, out = tmp_path / "machine", tmp_path / "out"
     _fake_run(machine, "drive-unet", os.urandom(8192))
     out.mkdir()
-    digests = L._pack(machine, out, ["drive-unet"], None)
+    digests = L._pack(machine, out, ["drive-unet"], [])
     assert 3 <= len(digests) < 9
     (out / L.MANIFEST).write_text(json.dumps({"pieces": [{"sha256": digests, "files": list(digests)}], "trainings": {
         "drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": []}}}))
@@ -318,9 +320,10 @@ def test_a_lease_refuses_an_out_folder_with_other_files_and_a_budget_within_its_
         L.lease(tmp_path, 60, tmp_path / "out", [])
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    for args, message in ((["--budget", "5"], "--budget 5 --reserve 20: the seconds kept back"),
+    for args, message in ((["--budget", "5"], "--budget 5 --reserve 20 (SKUNET_LEASE_RESERVE for scripts/lease.sh):"
+                                               " the seconds kept back"),
                           (["--budget", "nan"], "--budget nan: give the seconds"),
-                          (["--budget", "60", "--reserve", "-1"], "--budget 60 --reserve -1: the seconds kept back")):
+                          (["--budget", "60", "--reserve", "-1"], "--budget 60 --reserve -1 (SKUNET_LEASE_RESERVE")):
         result = subprocess.run([sys.executable, "-m", "skunet", "lease", *args, "--out", "o2"], cwd=tmp_path,
                                 capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         assert result.returncode == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
@@ -339,15 +342,32 @@ def test_a_lease_refuses_a_damaged_kept_manifest_before_writing_anything(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_take_needs_the_parts(tmp_path):
+def test_take_needs_the_parts_and_their_manifest(tmp_path):
     with pytest.raises(SkunetError, match="no pieces.tar.NN files"):
         L.take(tmp_path, tmp_path)
     with pytest.raises(SkunetError, match="^" + str(tmp_path / "absent") + ": no such folder; give the folder a lease"):
         L.take(tmp_path / "absent", tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SkunetError, match="^" + str(tmp_path / "file") + ": not a folder; give the folder a lease"):
+        L.take(tmp_path / "file", tmp_path)
+    out, home = tmp_path / "out", tmp_path / "home"
+    _fake_run(tmp_path / "machine", "drive-unet", b"weights")
+    out.mkdir()
+    L._pack(tmp_path / "machine", out, ["drive-unet"], [])
+    home.mkdir()
+    with pytest.raises(SkunetError, match=r"out/manifest.json: missing \(the pieces cannot be checked without it\)"):
+        L.take(out, home)
+    assert list(home.iterdir()) == []
 
 
-@pytest.mark.parametrize(("text", "problem"), [("{", "not readable as a lease's manifest"),
-                                               ("[]", "not a lease's manifest")])
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{", "not readable as a lease's manifest"), ("[]", "not a lease's manifest"),
+    ('{"pieces": [1], "trainings": {}}', r"'pieces\[0\]' is not as a lease writes it"),
+    ('{"pieces": [{"cut": {"training": "drive-unet", "seconds": "soon"}}], "trainings": {}}',
+     r"'pieces\[0\]' is not as a lease writes it"),
+    ('{"pieces": [], "trainings": {"drive-unet": {"status": "finished", "epochs_done": 1, "epoch_seconds": ["1"]}}}',
+     "'trainings.drive-unet' is not as a lease writes it"),
+])
 def test_take_and_lease_refuse_a_damaged_manifest_before_writing_anything(tmp_path, text, problem):
     taken, home, out = tmp_path / "taken", tmp_path / "home", tmp_path / "out"
     _fake_run(taken, "drive-unet", b"weights")
@@ -363,8 +383,10 @@ def test_take_and_lease_refuse_a_damaged_manifest_before_writing_anything(tmp_pa
 
 @pytest.mark.parametrize(("args", "message"), [
     ([], "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]"),
-    (["9 min", "out"], "9 min: not a number of seconds above 0; give the time this machine is lent for"),
-    (["0", "out"], "0: not a number of seconds above 0; give the time this machine is lent for"),
+    (["9 min", "out"], "9 min: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for"),
+    (["0", "out"], "0: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for"),
+    (["18446744073709551617", "out"],
+     "18446744073709551617: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for"),
 ])
 def test_the_lease_script_refuses_bad_arguments_in_one_line(tmp_path, args, message):
     result = subprocess.run(["bash", str(Path(L.__file__).parents[2] / "scripts" / "lease.sh"), *args],
@@ -393,7 +415,7 @@ def test_a_training_on_data_drawn_elsewhere_is_taken_with_its_own_lock_entry(tmp
     _run(["dvc", "repro", "-s", "evaluate@drive-unet"], machine, env)
     out = tmp_path / "out"
     out.mkdir()
-    L._pack(machine, out, ["drive-unet"], None)
+    L._pack(machine, out, ["drive-unet"], [])
     (out / L.MANIFEST).write_text(json.dumps({
         "pieces": [{"device": "GPU X", "numpy": "9.9", "opencv": "9.8", "albumentations": "9.7"}],
         "trainings": {"drive-unet": {"status": "finished", "epochs_done": 6, "epoch_seconds": [],
@@ -690,3 +712,179 @@ def test_a_machine_without_python_on_its_path_gets_a_wrapper_that_goes_when_the_
     folder, interpreter = result.stdout.split()
     assert interpreter == sys.executable
     assert Path(folder).name.startswith("skunet-python-") and not Path(folder).exists()
+
+
+def _kept(root: Path, trainings: dict[str, dict], pieces: list[dict] | None = None) -> dict:
+    """A folder where a lease ran before: its kept manifest with `trainings`."""
+    manifest = {"pieces": pieces if pieces is not None else [{"device": "CPU (2 threads)"}], "trainings": {
+        t: {"epochs_done": 2, "epoch_seconds": [1.0, 1.0], "device": "CPU (2 threads)", **e} for t, e in trainings.items()}}
+    (root / ".skunet-state").mkdir(exist_ok=True)
+    (root / ".skunet-state" / "lease.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def _members(out: Path) -> list[str]:
+    data = b"".join(p.read_bytes() for p in sorted(out.glob("pieces.tar.[0-9][0-9]")))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getnames()
+
+
+def test_every_piece_carries_each_resume_state_in_progress_whether_the_lease_went_on_with_it_or_not(tmp_path):
+    """A lease whose time is up before it reaches a training in progress (or one given its own
+    folder as --take) still packs that training's resume state: the next one goes on from it."""
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state after epoch 2")
+    out = tmp_path / "out"
+    manifest = L.lease(machine, 1.0, out, [], reserve_s=0.9)  # no time for anything
+    assert manifest["pieces"][-1]["finished"] == [] and manifest["trainings"]["drive-skunet"]["epochs_done"] == 2
+    assert _members(out) == [".skunet-state/drive-skunet.pt"]
+    again = L.lease(machine, 1.0, out, [out], reserve_s=0.9)  # its own folder given back to it
+    assert _members(out) == [".skunet-state/drive-skunet.pt"] and len(again["pieces"]) == 3
+    home = project_copy(tmp_path / "home")
+    L.take(out, home)
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state after epoch 2"
+
+
+def test_older_pieces_do_not_roll_a_folder_back(tmp_path, monkeypatch, caplog):
+    """Pieces that a later lease went on from (the first of those this folder has): `skunet take`
+    refuses them, writing nothing; a lease given them with --take (the same command again after
+    a stop) goes on from the folder's own, newer pieces."""
+    out = _leased(tmp_path, monkeypatch)
+    first = json.loads((out / L.MANIFEST).read_text())
+    home = tmp_path / "home"
+    _kept(home, {"drive-unet": {"status": "finished"}, "drive-skunet": {"status": "in progress"}},
+          pieces=[*first["pieces"], {"device": "CPU (2 threads)"}])
+    (home / ".skunet-state" / "drive-skunet.pt").write_bytes(b"newer")
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    with pytest.raises(SkunetError, match=r"out: older pieces than this checkout's \(its 1 are the first of the 2 in"
+                                          r" .skunet-state/lease.json, which a later lease went on from\); take the"
+                                          r" newest folder"):
+        L.take(out, home)
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    # the same pieces again, or others, are taken
+    assert L._kept_after(home, {"pieces": [*first["pieces"], {"device": "CPU (2 threads)"}]}) is None
+    assert L._kept_after(home, {"pieces": [{"device": "elsewhere"}]}) is None
+
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-skunet": {"status": "in progress"}}, pieces=[*first["pieces"], {"device": "CPU"}])
+    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"newer")
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        manifest = L.lease(machine, 1.0, tmp_path / "out2", [out], reserve_s=0.9)
+    assert f"{out}: its pieces are the first 1 of this folder's 2: going on from this folder's" in caplog.text
+    assert len(manifest["pieces"]) == 3 and "drive-unet" not in manifest["trainings"]
+    assert (machine / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"newer"
+
+
+def test_an_error_in_a_lease_still_packs_what_finished_then_says_it(tmp_path):
+    """A damaged resume state (or a full disk) half-way: what finished before it travels home,
+    and the error is said in one line after the packing."""
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-unet": {"status": "finished"}})
+    md5 = _fake_run(machine, "drive-unet", b"weights")
+    (machine / ".skunet-state" / "drive-unet_dropblock.pt").write_bytes(b"junk")
+    out = tmp_path / "out"
+    with pytest.raises(SkunetError, match="drive-unet_dropblock.pt"):
+        L.lease(machine, 60, out, [])
+    manifest = json.loads((out / L.MANIFEST).read_text())
+    piece = manifest["pieces"][-1]
+    assert piece["finished"] == ["drive-unet"] and "drive-unet_dropblock.pt" in piece["error"] and piece["sha256"]
+    assert f".dvc/cache/files/md5/{md5[:2]}/{md5[2:]}" in _members(out)
+    assert not (machine / ".skunet-state" / "running.json").exists()
+
+
+def test_a_signal_while_packing_waits_until_the_pieces_are_whole(tmp_path, monkeypatch):
+    from skunet.errors import _raise_terminated
+
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
+    pack = L._pack
+
+    def pack_killed_half_way(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # a job scheduler's limit, as the parts are written
+        time.sleep(0.2)
+        return pack(*args)
+
+    monkeypatch.setattr(L, "_pack", pack_killed_half_way)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with pytest.raises(L.Terminated):
+            L.lease(machine, 1.0, tmp_path / "out", [], reserve_s=0.9)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.setattr(L, "_pack", pack)
+    home = project_copy(tmp_path / "home")
+    L.take(tmp_path / "out", home)  # every part there, as its manifest records
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state"
+
+
+def test_a_lease_stops_what_a_lease_killed_outright_left_running_and_refuses_to_run_beside_one(tmp_path, caplog):
+    running = tmp_path / ".skunet-state" / "running.json"
+    running.parent.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stage = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    running.write_text(json.dumps({"lease": gone.pid, "group": stage.pid}))
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        L._stop_orphans(tmp_path)
+    assert stage.wait(5) is not None and not running.exists()
+    assert f"left running here (process group {stage.pid})" in caplog.text
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "lease"])
+    try:
+        while b"time.sleep" not in _cmdline(Path(f"/proc/{other.pid}")):  # started
+            time.sleep(0.05)
+        running.write_text(json.dumps({"lease": other.pid, "group": other.pid}))
+        with pytest.raises(SkunetError, match=rf"a lease runs in this folder \(process {other.pid}\); wait for it"):
+            L._stop_orphans(tmp_path)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_lease_and_take_want_this_project_whole_and_an_out_folder_before_writing(tmp_path, monkeypatch):
+    """A folder with another pipeline, a copy without its hidden files (.dvc/), a file as --out:
+    one line each, and nothing written."""
+    out = _leased(tmp_path, monkeypatch)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def skunet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "skunet", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dvc.yaml").write_text("stages:\n  build:\n    cmd: make\n")
+    result = skunet("take", str(out), cwd=other)
+    assert result.returncode == 2 and result.stderr == (f"error: {other / 'dvc.yaml'}: not this project's pipeline (no"
+                                                        " augment and train stages); run it in the project folder, a"
+                                                        " clone or a copy of it\n")
+    assert sorted(p.name for p in other.iterdir()) == ["dvc.yaml"]
+    copy = project_copy(tmp_path / "copy")
+    shutil.rmtree(copy / ".dvc")
+    result = skunet("lease", "--budget", "60", "--out", str(tmp_path / "o"), cwd=copy)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {copy / '.dvc'}: not there; copy the whole")
+    (tmp_path / "o").write_text("")
+    (copy / ".dvc").mkdir()
+    result = skunet("lease", "--budget", "60", "--out", str(tmp_path / "o"), "--take", str(out), cwd=copy)
+    assert result.returncode == 2 and result.stderr == f"error: --out {tmp_path / 'o'}: a file, not a folder; give a new or empty folder\n"
+    assert not (copy / ".skunet-state").exists() and not (copy / ".dvc" / "cache").exists()
+
+
+def test_a_lease_whose_stage_fails_says_why_in_its_last_line_and_exits_1(tmp_path):
+    """A damaged archive on the machine: the data stage's own error ends the lease's line, and
+    the exit status is 1, not the 0 of a lease that ran as far as its time allowed."""
+    machine = project_copy(tmp_path / "machine")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "DRIVE.zip").write_bytes(b"not the archive")
+    result = subprocess.run([sys.executable, "-m", "skunet", "lease", "--budget", "120", "--out", "../my out"],
+                            cwd=machine, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "SKUNET_DATA_MIRROR": str(mirror),
+                                 "DVC_NO_ANALYTICS": "1"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\.\./my out: 0 of 6 trainings finished, data stages of drive failed \(exit \d+: .*DRIVE\.zip.*\)"
+                        r" \(\d+ s\); bring back its files and run `skunet take '\.\./my out'`", last), last
+    assert json.loads((tmp_path / "my out" / L.MANIFEST).read_text())["pieces"][-1]["error"].startswith(
+        "data stages of drive failed")

@@ -233,7 +233,7 @@ def test_a_transfer_cut_short_is_said_and_leaves_nothing(tmp_path, monkeypatch):
     (None, "SKUNET_DATA_MIRROR is not set"), ("", "SKUNET_DATA_MIRROR is empty"),
     ("absent", "SKUNET_DATA_MIRROR={}: no such folder"),
     ("DRIVE.zip", "SKUNET_DATA_MIRROR={}: a file, not the folder that holds the archives"),
-    (".", "SKUNET_DATA_MIRROR={}: not there"),
+    (".", "SKUNET_DATA_MIRROR={}: no CHASEDB1.zip in it"),
 ])
 def test_no_archive_says_what_the_mirror_variable_holds(tmp_path, monkeypatch, value, said):
     monkeypatch.chdir(tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import pickle
+import struct
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -115,8 +116,10 @@ def _torch_load(path: Path, what: str, remedy: str) -> Any:
         # must never be done with a file of unknown origin
         raise SkunetError(f"{path}: not a {what} this project wrote (not tensors and plain data "
                           f"only), so it was not loaded; {remedy}") from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, zipfile.BadZipFile) as err:
-        # a truncated zip: OSError EINVAL; a file that is no pickle at all: KeyError from the unpickler
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, struct.error,
+            zipfile.BadZipFile) as err:
+        # a truncated zip: OSError EINVAL; a file that is no pickle at all: KeyError from the
+        # unpickler, or struct.error where it is shorter than the legacy format's first number
         raise SkunetError(f"{path}: truncated or damaged {what} ({type(err).__name__}: {reason(err)}); {remedy}") from None
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -379,19 +380,24 @@ def lease_or_take(args: argparse.Namespace) -> int:
             raise SkunetError(f"--budget {args.budget:g}: give the seconds this machine is lent for")
         reserve = lease.RESERVE_S if args.reserve is None else args.reserve
         if not math.isfinite(reserve) or not 0 <= reserve < args.budget:
-            raise SkunetError(f"--budget {args.budget:g} --reserve {reserve:g}: the seconds kept back for packing"
-                              " and the transfer home must be at least 0 and less than the budget")
+            raise SkunetError(f"--budget {args.budget:g} --reserve {reserve:g} (SKUNET_LEASE_RESERVE for"
+                              " scripts/lease.sh): the seconds kept back for packing and the transfer home must be at"
+                              " least 0 and less than the budget")
+        lease.check_project(root)
         manifest = lease.lease(root, args.budget, args.out.resolve(), [args.take] if args.take else [], reserve)
         piece = manifest["pieces"][-1]
+        in_progress = [t for t in lease.ORDER if manifest["trainings"].get(t, {}).get("status") == "in progress"]
         print(f"{args.out}: {len(piece['finished'])} of {len(lease.ORDER)} trainings finished"
-              + (f", {piece['in_progress']} in progress" if piece["in_progress"] else "")
+              + (f", {', '.join(in_progress)} in progress" if in_progress else "")
               + (f", {piece['cut']['training']} cut in its first epoch by the deadline" if piece.get("cut") else "")
+              + (f", {piece['stopped']}" if piece.get("stopped") else "")
               + (f", {piece['error']}" if piece.get("error") else "")
               + f" ({piece['wall_s']:.0f} s)"
               + (f"; the -k cuda tests: {piece['cuda_tests']}; the benchmark: {piece['benchmark']}"
                  if "cuda_tests" in piece else "")
-              + f"; bring back its files and run `skunet take {args.out}`")
-        return 0
+              + f"; bring back its files and run `skunet take {shlex.quote(str(args.out))}`")
+        return 1 if piece.get("error") else 0  # a stage failed: its files are still worth bringing back
+    lease.check_project(root)
     manifest = lease.take(args.folder, root)
     how = lease.adopt(root, manifest)
     lease.keep_manifest(root, manifest)

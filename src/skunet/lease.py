@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -61,7 +62,7 @@ from ruamel.yaml.error import YAMLError
 
 from skunet.atomic import atomic_file, sweep_temporaries
 from skunet.config import DATASETS, MODELS, parse_yaml
-from skunet.errors import SkunetError, Terminated, reason
+from skunet.errors import SkunetError, Terminated, os_error_line, reason
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +163,21 @@ def _test_outcomes(text: str) -> str:
 
 
 def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float | None,
-                env: dict[str, str] | None = None) -> int:
+                env: dict[str, str] | None = None, running: Path | None = None) -> int:
     """Run `cmd`, its output appended to `log_path` (None: to this terminal); the exit status
     (124 past `timeout`). It runs in a process group of its own, which Ctrl-C or SIGTERM here is
     passed on to (DVC alone would leave its stage running); the group is waited for, so that a
-    training has stopped before its resume state is packed."""
+    training has stopped before its resume state is packed. `running`: a file that names this
+    process and the group while it runs (:func:`_stop_orphans`)."""
     with (log_path.open("a") if log_path else contextlib.nullcontext()) as fh:
         if fh:
             fh.write(f"$ {' '.join(cmd)}\n")
             fh.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT if fh else None,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
+        if running is not None:
+            running.parent.mkdir(parents=True, exist_ok=True)
+            running.write_text(json.dumps({"lease": os.getpid(), "group": proc.pid}) + "\n")
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -197,6 +202,51 @@ def _stop(proc: subprocess.Popen, sig: int, wait_s: float = 60.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _running_path(root: Path) -> Path:
+    """Names the lease running in the folder `root` and the process group of its stage."""
+    return root / ".skunet-state" / "running.json"
+
+
+def _stop_orphans(root: Path) -> None:
+    """A lease stopped outright (SIGKILL: a machine's time limit) leaves its stage running, which
+    holds DVC's locks: stop that stage before a lease starts here. A lease still running in this
+    folder is refused instead."""
+    path = _running_path(root)
+    try:
+        info = json.loads(path.read_text())
+        pid, group = int(info["lease"]), int(info["group"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError):  # cut short as it was written: nothing to stop
+        path.unlink(missing_ok=True)
+        return
+    if pid != os.getpid() and _is_lease(pid):
+        raise SkunetError(f"{root}: a lease runs in this folder (process {pid}); wait for it to end, or stop it,"
+                          " then run this again")
+    if _group_running(group):
+        log.info("stopping the stage that a lease stopped outright left running here (process group %d)", group)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        end = time.time() + 60
+        while _group_running(group) and time.time() < end:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+
+
+def _is_lease(pid: int) -> bool:
+    """Whether process `pid` runs and is a lease (not another that took its number since)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    return not cmdline.is_file() or b"lease" in cmdline.read_bytes()
 
 
 def _group_running(pgid: int) -> bool:
@@ -235,9 +285,9 @@ def _python_on_path() -> dict[str, str]:
 
 
 def _dvc(root: Path, *args: str, log_path: Path | None, env: dict[str, str] | None = None,
-         timeout: float | None = None) -> int:
+         timeout: float | None = None, running: Path | None = None) -> int:
     return _run_logged([sys.executable, "-m", "dvc", *args], root, log_path, timeout,
-                       {"DVC_NO_ANALYTICS": "1", **_python_on_path(), **(env or {})})
+                       {"DVC_NO_ANALYTICS": "1", **_python_on_path(), **(env or {})}, running)
 
 
 def _cache_dir(root: Path) -> Path:
@@ -318,6 +368,35 @@ def _read_kept(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def _kept_after(root: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """This folder's kept manifest where a later lease went on from `manifest`'s pieces (they are
+    its first ones, and it has more): pieces older than the folder's, which must not overwrite
+    its resume states and manifest. None otherwise (no kept manifest, the same pieces, or others)."""
+    try:
+        kept = _read_kept(root) if _kept_path(root).is_file() else None
+    except SkunetError:  # damaged: the pieces taken now replace it
+        return None
+    n = len(manifest["pieces"])
+    if kept is not None and len(kept["pieces"]) > n and kept["pieces"][:n] == manifest["pieces"]:
+        return kept
+    return None
+
+
+def check_project(root: Path) -> None:
+    """`root` must be this project (its pipeline's train stage) with its DVC folder, where the run
+    cache goes: a copy made without hidden files lacks it."""
+    try:
+        stages = parse_yaml((root / "dvc.yaml").read_text()).get("stages", {})
+    except (OSError, YAMLError, AttributeError):
+        stages = {}
+    if not isinstance(stages, dict) or not {"augment", "train"} <= set(stages):
+        raise SkunetError(f"{root / 'dvc.yaml'}: not this project's pipeline (no augment and train stages); run it in"
+                          " the project folder, a clone or a copy of it")
+    if not (root / ".dvc").is_dir():
+        raise SkunetError(f"{root / '.dvc'}: not there; copy the whole project folder, its hidden files (.dvc/,"
+                          " .dvcignore) included")
+
+
 def _history(root: Path, training: str) -> list[dict[str, float]]:
     """A training's epochs, from its log (finished) or its resume state (in progress)."""
     from skunet.checkpoints import read_log, read_resume_state
@@ -343,9 +422,14 @@ def _peak_mib(history: list[dict[str, float]]) -> float | None:
     return max(peaks) if peaks else None
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path, required: bool = False) -> dict[str, Any]:
+    """The manifest a lease wrote into `folder`; an empty one where there is none (a new --out),
+    unless `required` (the pieces are read by it)."""
     path = folder / MANIFEST
     if not path.is_file():
+        if required:
+            raise SkunetError(f"{path}: missing (the pieces cannot be checked without it); bring back all of the"
+                              " files the lease wrote, unchanged")
         return {"pieces": [], "trainings": {}}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -359,20 +443,37 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _manifest_problem(data: Any) -> str | None:
-    """What keeps `data` (a parsed manifest) from being one a lease writes, or None."""
+    """What keeps `data` (a parsed manifest) from being one a lease writes, or None: each field
+    that the lease and take read is checked for its type."""
     if not (isinstance(data, dict) and isinstance(data.get("pieces"), list) and isinstance(data.get("trainings"), dict)):
         return "not a lease's manifest (no list 'pieces' and object 'trainings')"
+    for i, piece in enumerate(data["pieces"]):
+        cut, digests = (piece.get("cut"), piece.get("sha256")) if isinstance(piece, dict) else (None, None)
+        if (not isinstance(piece, dict) or not isinstance(piece.get("device", ""), str)
+                or not (cut is None or isinstance(cut, dict) and cut.get("training") in ORDER
+                        and _seconds(cut.get("seconds")))
+                or not (digests is None or isinstance(digests, dict)
+                        and all(isinstance(v, str) for v in digests.values()))):
+            return f"'pieces[{i}]' is not as a lease writes it"
     for training, entry in data["trainings"].items():
         if (training not in ORDER or not isinstance(entry, dict) or not isinstance(entry.get("status"), str)
-                or not isinstance(entry.get("epochs_done"), int) or not all(isinstance(p, dict) for p in data["pieces"])):
+                or not isinstance(entry.get("epochs_done"), int) or not isinstance(entry.get("device", ""), str)
+                or not isinstance(entry.get("epoch_seconds", []), list)
+                or not all(_seconds(s) for s in entry.get("epoch_seconds", []))):
             return f"'trainings.{training}' is not as a lease writes it"
     return None
+
+
+def _seconds(value: Any) -> bool:
+    """Whether `value` is a number of seconds as a manifest writes one."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
 
 
 def _parts(folder: Path) -> list[Path]:
     """The pieces.tar.NN files a lease wrote into `folder`, in order; one line if there are none."""
     if not folder.is_dir():
-        raise SkunetError(f"{folder}: no such folder; give the folder a lease wrote (skunet lease --out)")
+        what = "not a folder" if folder.exists() else "no such folder"
+        raise SkunetError(f"{folder}: {what}; give the folder a lease wrote (skunet lease --out)")
     parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
     if not parts:
         raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out)")
@@ -380,16 +481,15 @@ def _parts(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------- packing
-def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: str | None) -> dict[str, str]:
-    """Tar the finished trainings' run-cache entries and objects and the resume state in progress
-    into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by name."""
+def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: Iterable[str]) -> dict[str, str]:
+    """Tar the finished trainings' run-cache entries and objects and the resume states of those
+    in progress into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by name."""
     runs = _training_runs(root)
     members: list[Path] = []
     for training in finished:
         for entry in runs.get(training, [])[-1:]:
             members += [entry, *_objects(root, entry)]
-    if in_progress and _state_path(root, in_progress).is_file():
-        members.append(_state_path(root, in_progress))
+    members += [_state_path(root, t) for t in in_progress if _state_path(root, t).is_file()]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in members:
@@ -416,7 +516,12 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     before anything is written: each part against the sha256 the manifest records, each cache
     object against its md5, and each training the manifest calls finished against a run of it."""
     parts = _parts(folder)
-    manifest = _read_manifest(folder)
+    manifest = _read_manifest(folder, required=True)
+    newer = _kept_after(root, manifest)
+    if newer is not None:
+        raise SkunetError(f"{folder}: older pieces than this checkout's (its {len(manifest['pieces'])} are the first of"
+                          f" the {len(newer['pieces'])} in {_kept_path(root).relative_to(root)}, which a later lease"
+                          " went on from); take the newest folder, or take these into a fresh clone")
     data = _checked_parts(folder, parts, manifest)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
@@ -712,20 +817,30 @@ def _stopped_for_time(log_path: Path, training: str) -> bool:
 
 
 def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: float = RESERVE_S) -> dict[str, Any]:
-    """Run as much of the paper profile as `budget_s` allows; write the pieces into `out`."""
+    """Run as much of the paper profile as `budget_s` allows; write the pieces into `out`. A
+    stage that fails, or an error here, still packs what finished (the piece's "error" says what
+    failed; an error is raised again once packed), as do Ctrl-C and SIGTERM."""
     start = time.time()
     deadline = start + budget_s - reserve_s
     manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
     _check_out(out)
-    for folder in takes:  # first: a wrong --take is said before anything is written in `out`
-        manifest = take(folder, root)
+    taken = [_read_manifest(folder) for folder in takes]  # first: a wrong --take is said before anything is written
+    _stop_orphans(root)
+    for folder, manifest_there in zip(takes, taken):
+        newer = _kept_after(root, manifest_there) if manifest_there["pieces"] else None
+        if newer is not None:  # the same command again after a stop, say: its resume states are older
+            log.info("%s: its pieces are the first %d of this folder's %d: going on from this folder's", folder,
+                     len(manifest_there["pieces"]), len(newer["pieces"]))
+            manifest = newer
+        else:
+            manifest = take(folder, root)
     if not takes and _kept_path(root).is_file():  # a lease ran in this folder before (a warm machine's next call)
         manifest = _read_kept(root)
         log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
                  "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
     _forget_what_no_run_restores(root, manifest)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "lease.log"
+    log_path, running = out / "lease.log", _running_path(root)
     log_path.write_text("")
     piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                              "budget_s": budget_s, **diagnostics()}
@@ -733,7 +848,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     _write_manifest(out, manifest)
     todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") != "finished"]
     stage_s: dict[str, float] = {}
-    in_progress = current = interrupted = None
+    in_progress = current = interrupted = failure = None
     try:
         import torch
 
@@ -741,7 +856,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             piece.update(_cuda_checks(root, out, until=min(start + FIRST_MINUTE_S, deadline)))
             _write_manifest(out, manifest)
         if not (root / ".git").exists():
-            _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
+            code = _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
+            if code != 0:
+                raise SkunetError(f"{root}: `dvc config --local core.no_scm true` failed (exit {code}; see"
+                                  f" {log_path}); copy the whole project folder, its hidden files included")
         drawn: set[str] = set()
         for training in todo:
             if not _fits(root, out, training, manifest, deadline):
@@ -750,21 +868,23 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             # before CHASE_DB1's trainings spends none of it drawing CHASE_DB1's data
             dataset = training.split("-", 1)[0]
             if dataset not in drawn:
-                t0 = time.time()
+                t0, logged = time.time(), log_path.stat().st_size
                 # stopped at the deadline too (its outputs are written whole or not at all)
                 code = _dvc(root, "repro", f"augment@{dataset}", log_path=log_path,
-                            timeout=max(0.0, deadline - time.time()))
+                            timeout=max(0.0, deadline - time.time()), running=running)
                 stage_s["data"] = stage_s.get("data", 0.0) + time.time() - t0
                 drawn.add(dataset)
+                if code == 124:
+                    piece["stopped"] = f"data stages of {dataset} stopped at the deadline"
+                    break
                 if code != 0:
-                    why = "stopped at the deadline" if code == 124 else f"failed (exit {code})"
-                    piece["error"] = f"data stages of {dataset} {why}; see lease.log"
+                    piece["error"] = f"data stages of {dataset} failed ({_stage_error(log_path, logged, code)})"
                     break
                 if not _fits(root, out, training, manifest, deadline):
                     break
-            current, t0 = training, time.time()
+            current, t0, logged = training, time.time(), log_path.stat().st_size
             code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
-                        env={"SKUNET_DEADLINE": f"{deadline:.3f}"})
+                        env={"SKUNET_DEADLINE": f"{deadline:.3f}"}, running=running)
             current, stage_s[training] = None, time.time() - t0
             stopped = code != 0 and _stopped_for_time(log_path, training)
             if code == 0:
@@ -778,6 +898,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                 break
             else:
                 status = f"failed (dvc repro exit {code}; see lease.log)"
+                piece["error"] = f"{training} failed ({_stage_error(log_path, logged, code)})"
             done = _record(root, manifest, training, status, piece["device"])
             log.info("%s: %s after %d epoch%s (%.0f s)", training, status, done, "" if done == 1 else "s",
                      stage_s[training])
@@ -785,21 +906,67 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                 break
     except (KeyboardInterrupt, Terminated) as err:  # Ctrl-C, or a job scheduler's SIGTERM: pack what there is
         interrupted = err
-        if current and _state_path(root, current).is_file():
-            in_progress = current
-            _record(root, manifest, current, "in progress", piece["device"])
-        piece["interrupted"] = "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+    except (SkunetError, OSError) as err:  # a damaged file, a full disk: pack what there is, then say it
+        failure = err
+        piece["error"] = str(err) if isinstance(err, SkunetError) else os_error_line(err)
+    if current and _state_path(root, current).is_file():  # stopped mid-way: its last completed epoch
+        in_progress = current
+        _record(root, manifest, current, "in progress", piece["device"])
+    if interrupted is not None:
+        piece["interrupted"] = "SIGINT" if isinstance(interrupted, KeyboardInterrupt) else "SIGTERM"
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
     piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
-    piece["sha256"] = _pack(root, out, finished, in_progress)
-    piece["files"] = list(piece["sha256"])
-    _write_manifest(out, manifest)
-    _keep(root, manifest)
-    if interrupted is not None:
-        log.info("%s: interrupted; packed %d finished training%s%s: bring back its files", out, len(finished),
+    try:
+        with _signals_held():  # a signal now waits until the pieces are whole
+            piece["sha256"] = _pack(root, out, finished, _resumable(root, manifest))
+            piece["files"] = list(piece["sha256"])
+            _write_manifest(out, manifest)
+            _keep(root, manifest)
+            running.unlink(missing_ok=True)
+    except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the pieces are whole
+        interrupted = interrupted or err
+    if interrupted is not None or failure is not None:
+        log.info("%s: %s; packed %d finished training%s%s: bring back its files", out,
+                 "interrupted" if interrupted is not None else "stopped by the error below", len(finished),
                  "" if len(finished) == 1 else "s", f" and {in_progress} in progress" if in_progress else "")
-        raise interrupted
+        raise interrupted or failure
     return manifest
+
+
+def _resumable(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """The trainings in progress whose resume state is in this folder: every piece carries them
+    all, whether this lease went on with them or not."""
+    return [t for t in ORDER if manifest["trainings"].get(t, {}).get("status", "finished") != "finished"
+            and _state_path(root, t).is_file()]
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM held back for the block, and raised at its end. (The handlers are
+    swapped, not the signals blocked: a signal mask is a thread's, and PyTorch's threads would
+    take the signal in this one's place.)"""
+    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
+        yield
+        return
+    came: list[int] = []
+    held = {sig: signal.signal(sig, lambda signum, frame: came.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])
+
+
+def _stage_error(log_path: Path, since: int, code: int) -> str:
+    """A failed stage's own one-line error from what it logged after byte `since`, with DVC's exit
+    status; the status alone where it said none."""
+    with log_path.open("rb") as fh:
+        fh.seek(since)
+        lines = fh.read().decode(errors="replace").splitlines()
+    said = [line.strip() for line in lines if line.startswith("error: ")]
+    return f"exit {code}: {said[-1].removeprefix('error: ')}" if said else f"exit {code}; see lease.log"
 
 
 def _record(root: Path, manifest: dict[str, Any], training: str, status: str, device: str) -> int:
@@ -819,6 +986,8 @@ LEASE_FILES = re.compile(rf"{re.escape(MANIFEST)}|\.{re.escape(MANIFEST)}\.tmp|l
 def _check_out(out: Path) -> None:
     """A lease's --out: new, empty, or one an earlier lease wrote (its files are replaced); never a
     folder with other files, which would travel home among the pieces, or another tool's manifest."""
+    if out.exists() and not out.is_dir():
+        raise SkunetError(f"--out {out}: a file, not a folder; give a new or empty folder")
     if not out.is_dir():
         return
     foreign = sorted(path.name for path in out.iterdir() if not LEASE_FILES.fullmatch(path.name))

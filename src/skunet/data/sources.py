@@ -117,10 +117,11 @@ def resolve(
         paths = [folder / f.name for f in source.files]
         if all(p.is_file() for p in paths):
             return [(verify(p, f.sha256), f) for p, f in zip(paths, source.files)]
-    raise SkunetError(f"no archive found ({_mirror_state()}; nothing in {DOWNLOADS}/, download failed): {help_text}")
+    names = list(dict.fromkeys(f.name for source in sources for f in source.files))
+    raise SkunetError(f"no archive found ({_mirror_state(names)}; nothing in {DOWNLOADS}/, download failed): {help_text}")
 
 
-def _mirror_state() -> str:
+def _mirror_state(names: list[str]) -> str:
     """What the mirror variable holds, in a few words, for the error that no archive was found."""
     mirror = os.environ.get(MIRROR_ENV)
     if mirror is None:
@@ -131,7 +132,7 @@ def _mirror_state() -> str:
         return f"{MIRROR_ENV}={mirror}: no such folder"
     if not Path(mirror).is_dir():
         return f"{MIRROR_ENV}={mirror}: a file, not the folder that holds the archives"
-    return f"{MIRROR_ENV}={mirror}: not there"
+    return f"{MIRROR_ENV}={mirror}: no {' or '.join(names)} in it"
 
 
 def fetch(file: ArchiveFile) -> Path:
