@@ -875,7 +875,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                 stage_s["data"] = stage_s.get("data", 0.0) + time.time() - t0
                 drawn.add(dataset)
                 if code == 124:
-                    piece["stopped"] = f"data stages of {dataset} stopped at the deadline"
+                    piece["stopped"] = f"data stages of {dataset} stopped at the deadline; see lease.log"
                     break
                 if code != 0:
                     piece["error"] = f"data stages of {dataset} failed ({_stage_error(log_path, logged, code)})"
