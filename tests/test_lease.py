@@ -824,7 +824,12 @@ def test_a_lease_stops_what_a_lease_killed_outright_left_running_and_refuses_to_
     running.parent.mkdir()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    stage = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    elsewhere = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group not of this folder
+    running.write_text(json.dumps({"lease": gone.pid, "group": elsewhere.pid}))
+    L._stop_orphans(tmp_path)
+    assert elsewhere.poll() is None and not running.exists()
+    elsewhere.kill()
+    stage = subprocess.Popen(["sleep", "60"], start_new_session=True, cwd=tmp_path)
     running.write_text(json.dumps({"lease": gone.pid, "group": stage.pid}))
     with caplog.at_level(logging.INFO, logger="skunet.lease"):
         L._stop_orphans(tmp_path)

@@ -225,7 +225,7 @@ def _stop_orphans(root: Path) -> None:
     if pid != os.getpid() and _is_lease(pid):
         raise SkunetError(f"{root}: a lease runs in this folder (process {pid}); wait for it to end, or stop it,"
                           " then run this again")
-    if _group_running(group):
+    if _group_running(group, cwd=root):
         log.info("stopping the stage that a lease stopped outright left running here (process group %d)", group)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
@@ -249,9 +249,9 @@ def _is_lease(pid: int) -> bool:
     return not cmdline.is_file() or b"lease" in cmdline.read_bytes()
 
 
-def _group_running(pgid: int) -> bool:
+def _group_running(pgid: int, cwd: Path | None = None) -> bool:
     """Whether a process of group `pgid` is still running (one that has ended but is not yet
-    reaped aside)."""
+    reaped aside); with `cwd`, one running in that folder (not a group that took the number since)."""
     if not Path("/proc/self/stat").is_file():  # not Linux: ask the kernel, zombies included
         try:
             os.killpg(pgid, 0)
@@ -261,9 +261,10 @@ def _group_running(pgid: int) -> bool:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            here = cwd is None or (stat.parent / "cwd").resolve() == cwd.resolve()
         except (OSError, ValueError):
             continue
-        if int(pgrp) == pgid and state != "Z":
+        if int(pgrp) == pgid and state != "Z" and here:
             return True
     return False
 
