@@ -485,6 +485,9 @@ BAD_CHECKPOINTS = {
     "diverged": (dict(state_dict=_diverged()), "its weights hold NaN or infinity"),
     "other_architecture": (dict(state_dict=_other_architecture()), "weights do not fit the model"),
     "unknown_model": (dict(model_config={"name": "resnet"}), "describes no model of this project"),
+    # another model's or dataset's checkpoint copied over this one: its metrics would carry this name
+    "other_dataset": (dict(dataset="chase"), "a checkpoint of chase/unet, not of drive/unet (copied or moved here?)"),
+    "other_model": (dict(model="skunet"), "a checkpoint of drive/skunet, not of drive/unet"),
 }
 
 

@@ -179,6 +179,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     except ValidationError as err:
         raise SkunetError(f"{path}: its model_config describes no model of this project "
                           f"({describe(err, ModelConfig)}); {remedy}") from None
+    named, made = (path.parent.name, path.stem), (payload.get("dataset", path.parent.name), payload.get("model", path.stem))
+    if stage != "train@<dataset>-<model>" and made != named:  # models/<dataset>/<model>.pt holds another
+        raise SkunetError(f"{path}: a checkpoint of {'/'.join(map(str, made))}, not of {'/'.join(named)} (copied or"
+                          f" moved here?); {remedy}")
     misfit = _misfit(model, payload["state_dict"])
     if misfit:
         raise SkunetError(f"{path}: {misfit}; {remedy}")
