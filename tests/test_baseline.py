@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,69 @@ def test_the_committed_smoke_baseline_holds_every_number_of_every_model():
                 assert set(baseline["exact"][dataset][model][protocol]) == {*SCORE_NAMES, "auc", *COUNT_NAMES}
             gated = baseline["reference"][dataset][model]
             assert gated == {k: round(baseline["exact"][dataset][model]["paper"][k], 4) for k in gated}
+
+
+def _as_if_elsewhere(path: Path, **changes) -> None:
+    """The baseline at `path` as if recorded in another environment (`changes` to it)."""
+    data = yaml.safe_load(path.read_text())
+    data["environment"].update(changes)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_a_baseline_holds_each_environment_it_records_to_its_own_numbers(recorded, tmp_path):
+    """The same code and seed give other bits on another CPU: its numbers, added beside the
+    recorded ones, hold a run there exactly too; the values and the first environment stay."""
+    _as_if_elsewhere(recorded, cpu="Another CPU")
+    before = B.load_baseline(recorded)
+    code, text = B.exact_check(before, tmp_path / "metrics")
+    assert code == 0 and text.startswith("environment differs from the baseline's (cpu: Another CPU recorded")
+    said = B.add_environment(recorded, tmp_path / "metrics")
+    assert said.endswith("2 environments recorded")
+    after = B.load_baseline(recorded)
+    assert {k: after[k] for k in ("reference", "tolerances", "environment", "exact")} == \
+        {k: before[k] for k in ("reference", "tolerances", "environment", "exact")}
+    assert after["also"] == [{"environment": B.environment(), "exact": after["also"][0]["exact"]}]
+    code, text = B.exact_check(after, tmp_path / "metrics")
+    assert code == 0 and text == (f"same environment as one the baseline also records ({B.environment()['cpu']}):"
+                                  " all 96 recorded numbers repeated exactly\n")
+    path = tmp_path / "metrics" / "drive" / "unet.json"
+    content = json.loads(path.read_text())
+    content["paper"]["tp"] += 1  # a bug that moves one count: caught on this CPU too
+    path.write_text(json.dumps(content))
+    code, text = B.exact_check(after, tmp_path / "metrics")
+    assert code == 1 and "1 of 96 recorded numbers changed" in text and "drive.unet.paper.tp" in text
+    # added again here: replaced, not doubled; in the baseline's own environment: refused
+    B.add_environment(recorded, tmp_path / "metrics")
+    assert len(B.load_baseline(recorded)["also"]) == 1
+    # a whole re-recording is of new numbers: the other environments' go, and it says so
+    assert "dropped the 1 other environment it recorded" in B.record(recorded, tmp_path / "metrics")
+    assert B.load_baseline(recorded)["also"] == []
+    with pytest.raises(C.ComparisonInputError, match="this environment is the baseline's own"):
+        B.add_environment(recorded, tmp_path / "metrics")
+
+
+@pytest.mark.parametrize("damage, key", [
+    (lambda d: d.update(exact={}), "key 'exact.drive.unet' must map each protocol"),
+    (lambda d: d["exact"]["chase"].update(skunet=None), "key 'exact.chase.skunet' must map each protocol"),
+    (lambda d: d["exact"]["drive"]["unet"]["paper"].update(f1="0.5"), "key 'exact.drive.unet.paper.f1' must be a finite"),
+    (lambda d: d["exact"]["drive"]["unet"]["fov"].update(tp=float("nan")), "key 'exact.drive.unet.fov.tp' must be a finite"),
+    (lambda d: d.update(also=[{"environment": {}}]), "key 'also' must be a list of mappings"),
+])
+def test_a_baseline_whose_exact_numbers_are_damaged_is_refused(recorded, damage, key):
+    """An emptied or damaged `exact` would hold fewer numbers, or none, and still pass."""
+    data = yaml.safe_load(recorded.read_text())
+    damage(data)
+    recorded.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(C.ComparisonInputError, match=f"smoke.yaml: {re.escape(key)}"):
+        B.load_baseline(recorded)
+
+
+def test_record_refuses_a_metrics_file_with_a_number_that_is_not_finite(recorded, tmp_path):
+    before = recorded.read_text()
+    path = tmp_path / "metrics" / "chase" / "unet.json"
+    content = json.loads(path.read_text())
+    content["fov"]["tp"] = float("nan")
+    path.write_text(json.dumps(content))
+    with pytest.raises(C.ComparisonInputError, match=r"chase/unet.json: 'fov.tp' is not a finite number; run its"):
+        B.record(recorded, tmp_path / "metrics")
+    assert recorded.read_text() == before

@@ -138,6 +138,13 @@ def test_check_against_a_baseline_recorded_here_holds_every_number(tmp_path, cap
         main(["check", "--workdir", str(work), "--baseline", str(baseline)])
     assert moved.value.code == 1
     assert "drive.unet.fov.f1:" in capsys.readouterr().out
+    # a baseline's values are protocol `paper`'s: held against the fov numbers they would mean nothing
+    with pytest.raises(SystemExit) as fov:
+        main(["check", "--workdir", str(work), "--baseline", str(baseline), "--protocol", "fov"])
+    assert fov.value.code == 2
+    assert capsys.readouterr().err == (f"error: --protocol fov --baseline {baseline}: a baseline's values are protocol"
+                                       " `paper`'s (its exact numbers, both protocols', are held where its environment"
+                                       " matches); drop --protocol fov\n")
 
 
 @pytest.mark.parametrize("where", ["parent", "project", "file", "foreign"])

@@ -15,9 +15,14 @@ Layout::
     chase: {...}
     environment: {python: .., torch: .., ..., cpu: .., threads: ..}
     exact: {drive: {unet: {paper: {f1: .., tp: .., ...}, fov: {...}}, ...}, chase: {...}}
+    also:                     # the same run (code, seed) made in other environments
+    - {environment: {...}, exact: {...}}
 
 ``skunet record-baseline --workdir DIR`` rewrites the values, ``environment`` and ``exact`` from a
-smoke workspace and keeps the tolerances, so a re-recording shows in the diff number by number.
+smoke workspace and keeps the tolerances, so a re-recording shows in the diff number by number (it
+drops ``also``: those were numbers of the code before). ``--add-environment`` adds this
+environment's numbers to ``also`` instead (another CPU, where the same code gives other bits), so
+that CI there holds every number exactly too.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ def environment() -> dict[str, Any]:
 
 def load_baseline(path: Path | str) -> dict[str, Any]:
     """``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value},
-    "environment": {...} or None, "exact": {dataset: {model: {protocol: {name: number}}}} or None}``.
+    "environment": {...} or None, "exact": {dataset: {model: {protocol: {name: number}}}} or None,
+    "also": [{"environment": {...}, "exact": {...}}, ...]}``.
     """
     path = Path(path)
     data = read_yaml_file(path)
@@ -95,12 +101,39 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
             f"{path}: keys 'environment' and 'exact' must both be mappings, or both absent;"
             " re-record with `skunet record-baseline`"
         )
+    also = data.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(r, dict) and isinstance(r.get("environment"), dict)
+                                             and isinstance(r.get("exact"), dict) for r in also):
+        raise ComparisonInputError(f"{path}: key 'also' must be a list of mappings with 'environment' and 'exact';"
+                                   " re-record with `skunet record-baseline --add-environment`")
+    for where, recorded in [("exact", exact), *((f"also[{i}].exact", r["exact"]) for i, r in enumerate(also))]:
+        problem = None if recorded is None else _exact_problem(recorded, where)
+        if problem:
+            raise ComparisonInputError(f"{path}: {problem}; re-record with `skunet record-baseline`")
     return {
         "reference": reference,
         "tolerances": {str(k): float(v) for k, v in tolerances.items()},
         "environment": environment_,
         "exact": exact,
+        "also": also,
     }
+
+
+def _exact_problem(exact: Mapping[str, Any], where: str) -> str | None:
+    """What keeps `exact` from holding numbers of every model on both datasets under each
+    protocol (finite numbers only), or None."""
+    for dataset in DATASETS:
+        for model in MODELS:
+            protocols = exact.get(dataset, {}).get(model) if isinstance(exact.get(dataset), dict) else None
+            if not isinstance(protocols, dict) or not protocols:
+                return f"key '{where}.{dataset}.{model}' must map each protocol to its numbers"
+            for protocol, numbers in protocols.items():
+                if not isinstance(numbers, dict) or not numbers:
+                    return f"key '{where}.{dataset}.{model}.{protocol}' must map names to numbers"
+                for name, value in numbers.items():
+                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                        return f"key '{where}.{dataset}.{model}.{protocol}.{name}' must be a finite number, got {value!r}"
+    return None
 
 
 def environment_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -145,29 +178,34 @@ def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: b
     """
     if baseline["exact"] is None:
         return 0, "the baseline records no exact values: held to the tolerances only\n"
-    differences = environment_differences(baseline["environment"], environment())
-    if differences:
+    here = environment()
+    records = [{"environment": baseline["environment"], "exact": baseline["exact"]}, *baseline.get("also", [])]
+    matching = next((r for r in records if not environment_differences(r["environment"], here)), None)
+    if matching is None:
+        others = len(records) - 1
         return 0, (
-            "environment differs from the baseline's (" + "; ".join(differences)
+            "environment differs from the baseline's (" + "; ".join(environment_differences(records[0]["environment"], here))
+            + (f"; and from the {others} other{'s' if others > 1 else ''} it records" if others else "")
             + "): held to the tolerances (the spread over seeds) only\n"
         )
-    reproduced, exact = load_reproduced(metrics_dir), baseline["exact"]
+    same = "the baseline" if matching is records[0] else f"one the baseline also records ({here['cpu']})"
+    reproduced, exact = load_reproduced(metrics_dir), matching["exact"]
     if allow_missing:
         exact = {ds: {m: v for m, v in models.items() if m in reproduced.get(ds, {})} for ds, models in exact.items()}
     held, mismatches = exact_mismatches(exact, reproduced)
     if mismatches:
         return 1, (
-            f"same environment as the baseline, but {len(mismatches)} of {held} recorded numbers"
+            f"same environment as {same}, but {len(mismatches)} of {held} recorded numbers"
             " changed (a smoke run repeats bit for bit here; if the change is intended, re-record"
             " with `skunet record-baseline`):\n" + "".join(f"  {line}\n" for line in mismatches)
         )
-    return 0, f"same environment as the baseline: all {held} recorded numbers repeated exactly\n"
+    return 0, f"same environment as {same}: all {held} recorded numbers repeated exactly\n"
 
 
 def baseline_text(header: list[str], tolerances: Mapping[str, float], runs: Mapping[str, Any],
-                  env: Mapping[str, Any]) -> str:
+                  env: Mapping[str, Any], also: list[dict[str, Any]] | None = None) -> str:
     """The baseline file: `header` (comment lines), tolerances, rounded values, environment and
-    every number of `runs` (``{dataset: {model: metrics file content}}``)."""
+    every number of `runs` (``{dataset: {model: metrics file content}}``), then `also`."""
     lines = [*header, "tolerances: {" + ", ".join(f"{k}: {v}" for k, v in tolerances.items()) + "}"]
     for dataset in DATASETS:
         lines.append(f"{dataset}:")
@@ -175,8 +213,8 @@ def baseline_text(header: list[str], tolerances: Mapping[str, float], runs: Mapp
             values = runs[dataset][model]["paper"]
             lines.append(f"  {model + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in GATED_METRICS) + "}")
     exact = {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}
-    body = yaml.safe_dump({"environment": dict(env), "exact": exact}, sort_keys=False, width=100)
-    return "\n".join(lines) + "\n" + body
+    body = {"environment": dict(env), "exact": exact, **({"also": also} if also else {})}
+    return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, width=100)
 
 
 def _only_numbers(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,17 +228,52 @@ def _only_numbers(tree: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record(path: Path, metrics_dir: Path) -> str:
-    """Rewrite the baseline at `path` from the metrics files in `metrics_dir`, in this environment,
-    keeping its comment header and tolerances. Returns a one-line summary."""
-    old = load_baseline(path)
+def _whole_run(metrics_dir: Path) -> dict[str, Any]:
+    """The six metrics files of a smoke workspace, each gated metric a number, every number finite."""
     gated = {dataset: {model: dict.fromkeys(GATED_METRICS) for model in MODELS} for dataset in DATASETS}
     runs = load_reproduced(metrics_dir, gated)  # each gated metric must be a number
     missing = [f"{metrics_dir / ds / m}.json" for ds in DATASETS for m in MODELS if m not in runs.get(ds, {})]
     if missing:
         raise ComparisonInputError(f"{missing[0]}: missing; run the whole smoke pipeline before recording")
+    bad = next((k for k, v in _numbers(runs).items() if not math.isfinite(v)), None)
+    if bad:
+        dataset, model, key = bad.split(".", 2)
+        raise ComparisonInputError(f"{metrics_dir / dataset / model}.json: '{key}' is not a finite number; run its"
+                                   f" evaluate stage again (dvc repro -f evaluate@{dataset}-{model})")
+    return runs
+
+
+def record(path: Path, metrics_dir: Path) -> str:
+    """Rewrite the baseline at `path` from the metrics files in `metrics_dir`, in this environment,
+    keeping its comment header and tolerances (and dropping `also`: numbers of the code before).
+    Returns a one-line summary."""
+    old = load_baseline(path)
+    runs = _whole_run(metrics_dir)
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     env = environment()
     with atomic_file(path) as tmp:
         tmp.write_text(baseline_text(header, old["tolerances"], runs, env))
-    return f"{path}: recorded {len(_numbers(runs))} numbers from {metrics_dir} ({env['cpu']}, {env['threads']} threads)"
+    dropped = len(old.get("also", []))
+    return (f"{path}: recorded {len(_numbers(runs))} numbers from {metrics_dir} ({env['cpu']}, {env['threads']} threads)"
+            + (f"; dropped the {dropped} other environment{'s' if dropped > 1 else ''} it recorded (record them there"
+               " again with --add-environment)" if dropped else ""))
+
+
+def add_environment(path: Path, metrics_dir: Path) -> str:
+    """Add (or replace) this environment's numbers of the same smoke run in the baseline's
+    `also`, leaving the rest as it is. Returns a one-line summary."""
+    old = load_baseline(path)
+    if old["exact"] is None:
+        raise ComparisonInputError(f"{path}: records no exact values yet; record it with `skunet record-baseline`")
+    env = environment()
+    if not environment_differences(old["environment"], env):
+        raise ComparisonInputError(f"{path}: this environment is the baseline's own; re-record it with"
+                                   " `skunet record-baseline` (without --add-environment)")
+    runs = _whole_run(metrics_dir)
+    also = [r for r in old["also"] if environment_differences(r["environment"], env)]
+    also.append({"environment": env, "exact": {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}})
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    with atomic_file(path) as tmp:
+        tmp.write_text(baseline_text(header, old["tolerances"], old["exact"], old["environment"], also))
+    return (f"{path}: added {len(_numbers(runs))} numbers from {metrics_dir} for this environment ({env['cpu']},"
+            f" {env['threads']} threads); {len(also) + 1} environments recorded")

@@ -6,8 +6,9 @@
     skunet check [--baseline F]  compare metrics with the published tables (or a baseline); exit 1
                 [--allow-missing] when a cell is out of tolerance or, unless allowed, missing:
                                  the CI gate
-    skunet record-baseline --workdir DIR
-                                 re-record baselines/smoke.yaml from a smoke workspace
+    skunet record-baseline --workdir DIR [--add-environment]
+                                 re-record baselines/smoke.yaml from a smoke workspace; or add
+                                 this environment's numbers of the same run (another CPU)
     skunet lease --budget S --out DIR [--take IN]
                                  on a time-boxed machine: as much of the paper run as S seconds
                                  allow, packed into DIR for the next machine (see skunet.lease)
@@ -155,6 +156,10 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     params = load_params(workdir / "params.yaml")
     if baseline is None:
         reference, tolerances = workdir / "published" / "paper.yaml", params["compare"]["tolerances"]
+    elif protocol != "paper":  # its values are protocol `paper`'s: held against fov numbers, they would mean nothing
+        raise SkunetError(f"--protocol {protocol} --baseline {baseline}: a baseline's values are protocol `paper`'s"
+                          f" (its exact numbers, both protocols', are held where its environment matches); drop"
+                          f" --protocol {protocol}")
     else:
         reference, recorded = baseline, load_baseline(baseline)
         tolerances = recorded["tolerances"]
@@ -301,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p_record = sub.add_parser("record-baseline", help="re-record a smoke baseline from a smoke workspace")
     p_record.add_argument("--workdir", type=Path, required=True, help="the smoke workspace (after `skunet smoke`)")
     p_record.add_argument("--baseline", type=Path, default=Path("baselines/smoke.yaml"))
+    p_record.add_argument("--add-environment", action="store_true",
+                          help="add this environment's numbers of the same run beside the recorded ones (another CPU)")
     p_readme = sub.add_parser("readme", help="regenerate the README results section from reports/results.json")
     p_readme.add_argument("--workdir", type=Path, default=None,
                           help="the workspace whose reports/results.json to use (default: the project)")
@@ -350,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         code = check(args.workdir, args.baseline, args.protocol, args.allow_missing)
         sys.exit(code)
     if args.command == "record-baseline":
-        from skunet.baseline import record
+        from skunet.baseline import add_environment, record
 
-        print(record(args.baseline, args.workdir / "metrics"))
+        print((add_environment if args.add_environment else record)(args.baseline, args.workdir / "metrics"))
         return 0
     if args.command in ("lease", "take"):
         return lease_or_take(args)
