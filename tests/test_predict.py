@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import ROOT, fake_raw, run_stage, write_params
+from skunet.cli import _threshold
+from skunet.errors import SkunetError
+from skunet.predict import image_files, read_image
 
 TINY = {"resize": {"drive": {"input_size": 64}},
         "train": {"common": {"epochs": 1, "max_train_samples": 8}, "drive": {"batch_size": 2}},
@@ -117,9 +122,10 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "tiny.png")
     frames = [Image.fromarray(np.full((64, 64), v, np.uint8)) for v in (0, 90)]
     frames[0].save(folder / "frames.gif", save_all=True, append_images=frames[1:])
+    cv2.imwrite(str(folder / "deep-colour.png"), np.full((64, 64, 3), 40000, np.uint16))
     return {"text.png": "not an image this tool reads", "empty.jpg": "not an image this tool reads",
             "deep.png": "16-bit", "alpha.png": "RGBA image (4 channels", "tiny.png": "too small to segment",
-            "frames.gif": "2 frames; give one image per file"}
+            "frames.gif": "2 frames; give one image per file", "deep-colour.png": "a 16-bit colour image"}
 
 
 @pytest.mark.slow
@@ -136,7 +142,7 @@ def test_predict_names_each_bad_image_in_one_line_and_does_the_others(project, t
         (line,) = [line for line in lines if f"/{name}: " in line]
         assert part in line, line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grey_mask.png", "grey_prob.png"]
-    assert "1 of 7 images segmented, 6 not (above)" in result.stdout
+    assert "1 of 8 images segmented, 7 not (above)" in result.stdout
     # nothing segmented: no empty folder left behind; the same file named twice is done once
     result = skunet("predict", "models/drive/unet.pt", str(tmp_path / "in" / "text.png"), "--out",
                     str(tmp_path / "none"), cwd=project)
@@ -281,3 +287,25 @@ def test_predict_refuses_a_checkpoint_without_a_usable_input_size(project, tmp_p
                     str(tmp_path / "out"), cwd=project)
     assert errors(result) == [f"error: {tmp_path / 'edited.pt'}: records no usable input size ({size!r}); re-run"
                               " its train stage (`dvc repro -f train@<dataset>-<model>`)"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_16_bit_colour_image_is_refused_not_read_as_8_bit(tmp_path, suffix):
+    """PIL reads a 16-bit RGB PNG or TIFF as 8-bit RGB, dropping the low bits unsaid."""
+    path = tmp_path / f"deep{suffix}"
+    cv2.imwrite(str(path), (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16))
+    with pytest.raises(SkunetError, match=re.escape(f"{path}: a 16-bit colour image; save it as an 8-bit")):
+        read_image(path)
+    cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
+    assert read_image(path).shape == (40, 40, 3)
+
+
+def test_predict_names_an_out_folder_given_as_its_input_and_reads_only_the_pipeline_params(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(SkunetError, match=re.escape(f"{tmp_path}: the --out folder itself, whose images are this"
+                                                    " command's own results; give --out another folder")):
+        image_files([tmp_path], tmp_path)
+    # a params.yaml of something else here: not the pipeline's (no dvc.yaml beside it)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("lr: 0.1\n")
+    assert _threshold(None) == 0.5 and _threshold(0.3) == 0.3

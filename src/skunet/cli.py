@@ -182,11 +182,12 @@ def _project_folder(command: str) -> Path:
 
 
 def _threshold(given: float | None) -> float:
-    """--threshold, else the pipeline's (params.yaml in this folder), else 0.5."""
+    """--threshold, else the pipeline's (params.yaml in this folder, where it is the pipeline's:
+    beside its dvc.yaml), else 0.5."""
     if given is not None:
         return given
     params = Path("params.yaml")
-    return load_params(params)["evaluate"]["threshold"] if params.is_file() else 0.5
+    return load_params(params)["evaluate"]["threshold"] if params.is_file() and Path("dvc.yaml").is_file() else 0.5
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -66,6 +66,9 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                            and not (skip and skip in p.resolve().parents))
+            if not found and skip is not None and (item.resolve() == skip or skip in item.resolve().parents):
+                raise SkunetError(f"{item}: the --out folder itself, whose images are this command's own results;"
+                                  " give --out another folder")
             if not found:
                 raise SkunetError(f"{item}: no {', '.join(SUFFIXES)} files in this folder")
             files += found
@@ -79,12 +82,25 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
     return list(unique.values())
 
 
+def _stored_wide(img: Image.Image) -> bool:
+    """Whether `img` (opened, not yet loaded) is stored with 16 bits a channel: the raw mode of its
+    data (PNG's "RGB;16B", TIFF's "RGB;16N") says so, where its mode does not."""
+    for tile in img.tile or []:
+        args = tile[3] if len(tile) > 3 else None
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, or SkunetError saying why it cannot be segmented."""
     try:
         with Image.open(path) as opened:
             if getattr(opened, "n_frames", 1) > 1:
                 raise SkunetError(f"{path}: {opened.n_frames} frames; give one image per file")
+            if _stored_wide(opened):  # PIL reads 16-bit colour as 8-bit, silently dropping the low bits
+                raise SkunetError(f"{path}: a 16-bit colour image; save it as an 8-bit RGB or grey image first")
             img = ImageOps.exif_transpose(opened)  # as a viewer shows it (a camera's JPEG may be stored turned)
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
