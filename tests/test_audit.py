@@ -253,6 +253,12 @@ def test_implied_pooled_refuses_impossible_rows():
         A.implied_pooled("drive", 0.9999, 0.8291)
 
 
+def test_implied_intervals_stay_within_0_and_1():
+    """F1 0 (no vessel found): the rounding's corners step below a precision of 0, the score cannot."""
+    implied = A.implied_pooled("drive", 0.9, 0.0)
+    assert all(0 <= s["low"] <= s["value"] <= s["high"] <= 1 for s in implied["scores"].values()), implied["scores"]
+
+
 # ---------------------------------------------------------------------------------------------
 # self_audit
 

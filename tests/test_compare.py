@@ -55,6 +55,7 @@ def test_published_paper_yaml_others_are_context():
         ("drive:\n  unet: {f1: .nan}\n", "drive.unet.f1"),
         ("drive:\n  unet: {f1: true}\n", "drive.unet.f1"),
         ("drive:\n  unet: {f1: 81.2}\n", "drive.unet.f1"),  # a percentage
+        ("drive:\n  unet: {accuracy: 1.0}\n", "drive.unet.accuracy"),  # the audit and compare cannot take it
         ("stare:\n  unet: {f1: 0.8}\n", "stare"),
         ("drive:\n  sknet: {f1: 0.8}\n", "drive.sknet"),
         ("drive:\n  unet: {F1: 0.8}\n", "drive.unet.F1"),

@@ -332,3 +332,23 @@ def test_the_self_audit_fails_the_compare_stage_on_altered_counts(tmp_path):
     line = one_line_error(run_stage("compare.py", cwd=tmp_path), "metrics/drive/unet.json: self-audit failed",
                           "drive/paper: fp + tn", "dvc repro -f evaluate@drive-unet")
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("layout, found", [
+    ("{end}\nmine\n{start}\n", "found 1 and 1, the end first"),
+    ("{start}\nold\nmine, 600 lines of it\n{end}\n{end}\n", "found 1 and 2"),
+    ("{start}\nold\n", "found 1 and 0"),
+])
+def test_skunet_readme_refuses_markers_out_of_place_and_leaves_the_readme(tmp_path, layout, found):
+    """Markers swapped gave a traceback; an end marker moved down the file deleted all above it."""
+    from skunet.cli import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n" + layout.format(start=README_START, end=README_END))
+    before = readme.read_text()
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(_full(PAPER, human={}, audit=None, missing=[])))
+    with pytest.raises(SkunetError, match=re.escape(f"README.md: the results section must be marked by one {README_START}"
+                                                    f" line and then one {README_END} line ({found})")):
+        update_readme(tmp_path, tmp_path)
+    assert readme.read_text() == before

@@ -454,11 +454,11 @@ def implied_pooled(dataset: str, accuracy: float, f1: float, digits: int = 4) ->
         )
     h = 0.5 * 10.0**-digits
     corners = [_implied(p, n, a, f) for a in (accuracy - h, accuracy + h) for f in (f1 - h, f1 + h)]
-    scores = {
+    scores = {  # a score is a fraction: the rounding's corners may step past 0 or 1, the score cannot
         name: {
             "value": point[name],
-            "low": min(c[name] for c in corners),
-            "high": max(c[name] for c in corners),
+            "low": max(0.0, min(c[name] for c in corners)),
+            "high": min(1.0, max(c[name] for c in corners)),
         }
         for name in ("sensitivity", "specificity", "precision")
     }

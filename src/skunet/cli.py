@@ -270,8 +270,11 @@ def update_readme(root: Path, workdir: Path) -> str:
     if not readme.is_file():
         raise SkunetError(f"{readme}: not found; run `skunet readme` in the project folder")
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SkunetError(f"{readme}: results markers missing; add {README_START} and {README_END}")
+    starts, ends = text.count(README_START), text.count(README_END)
+    if (starts, ends) != (1, 1) or text.index(README_START) > text.index(README_END):
+        raise SkunetError(f"{readme}: the results section must be marked by one {README_START} line and then one"
+                          f" {README_END} line (found {starts} and {ends}{', the end first' if starts == ends == 1 else ''});"
+                          " mend the markers, nothing was written")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     full = read_results(workdir)

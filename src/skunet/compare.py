@@ -67,7 +67,7 @@ def parse_reference(data: Any, path: Path, models: Sequence[str] | None = MODELS
                     ) -> dict[str, dict[str, dict[str, float]]]:
     """The checks of :func:`load_reference` on the already parsed contents of `path`: the
     project's datasets, `models` (None: any method, as in ``others``), the evaluate stage's
-    metric names, and scores in [0, 1]."""
+    metric names, and scores in [0, 1)."""
     if not isinstance(data, dict) or not data:
         raise ComparisonInputError(
             f"{path}: expected a mapping {{dataset: {{model: {{metric: value}}}}}}"
@@ -93,9 +93,9 @@ def parse_reference(data: Any, path: Path, models: Sequence[str] | None = MODELS
                 if metric not in REFERENCE_METRICS:
                     raise ComparisonInputError(f"{path}: unknown metric '{key}.{metric}' (allowed: "
                                                f"{', '.join(REFERENCE_METRICS)}); fix the spelling")
-                if not _is_number(value) or not 0 <= value <= 1:
+                if not _is_number(value) or not 0 <= value < 1:  # a perfect 1 is no score of these test sets
                     raise ComparisonInputError(
-                        f"{path}: key '{key}.{metric}' must be a number in [0, 1], got {value!r}"
+                        f"{path}: key '{key}.{metric}' must be a number in [0, 1) (a fraction below 1), got {value!r}"
                     )
             reference[str(dataset)][str(model)] = {str(k): float(v) for k, v in metrics.items()}
     return reference
