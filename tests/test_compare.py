@@ -108,6 +108,23 @@ def test_a_metrics_file_without_a_number_is_named_not_called_missing(tmp_path, e
         C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
 
 
+@pytest.mark.parametrize("content, problem", [
+    ({"paper": {"f1": 1.5, "accuracy": 0.9}}, r"'paper.f1' is 1.5, not a score in \[0, 1\]"),
+    ({"paper": {"f1": 0.8, "accuracy": 0.9, "sensitivity": -0.1}}, r"'paper.sensitivity' is -0.1, not a score"),
+    ({"paper": []}, r"'paper' is not an object of metrics \(got \[\]\)"),
+    ('{"paper": {"f1": 0.8', r"not readable as JSON \(.*\); re-run"),
+])
+def test_a_metrics_file_with_a_score_out_of_range_or_damaged_is_named(tmp_path, content, problem):
+    """A score outside [0, 1] is a damaged file, not a result to compare (it used to FAIL as one)."""
+    (tmp_path / "metrics" / "drive").mkdir(parents=True)
+    (tmp_path / "metrics" / "drive" / "unet.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("drive:\n  unet: {f1: 0.8, accuracy: 0.9}\n")
+    with pytest.raises(C.ComparisonInputError, match=r"metrics/drive/unet.json: " + problem + r".*`dvc repro -f"
+                                                     r" evaluate@drive-unet`"):
+        C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
+
+
 def test_load_reference_reads_json_baseline(tmp_path):
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps({"drive": {"unet": {"f1": 0.8}}}))
@@ -343,7 +360,7 @@ def test_run_check_pass(tmp_path):
 
 def test_run_check_fail(tmp_path):
     reproduced = _exact_copy()
-    reproduced["chase"]["skunet"]["paper"]["auc"] = 0.9909 + 0.0101
+    reproduced["chase"]["skunet"]["paper"]["auc"] = 0.9909 - 0.0101
     _write_metrics(tmp_path / "metrics", reproduced)
     code, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL)
     assert code == 1 and "FAIL" in text
