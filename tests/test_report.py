@@ -22,7 +22,8 @@ PAPER = {"run": "exp-def456", "profile": "paper", "device": "NVIDIA H100",
          "augmented_with": "albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0"}
 
 
-def _results():
+def _reproduced():
+    """The metrics files the comparison of :func:`_results` was made from (chase/unet missing)."""
     reproduced = {
         d: {
             m: {
@@ -34,7 +35,18 @@ def _results():
         for d, models in REFERENCE.items()
     }
     del reproduced["chase"]["unet"]
-    return {p: C.compare(reproduced, REFERENCE, TOL, protocol=p) for p in ("paper", "fov")}
+    return reproduced
+
+
+def _write_reproduced(root: Path) -> None:
+    for dataset, models in _reproduced().items():
+        for model, content in models.items():
+            (root / "metrics" / dataset).mkdir(parents=True, exist_ok=True)
+            (root / "metrics" / dataset / f"{model}.json").write_text(json.dumps(content))
+
+
+def _results():
+    return {p: C.compare(_reproduced(), REFERENCE, TOL, protocol=p) for p in ("paper", "fov")}
 
 
 def _full(run, results=None, **extra):
@@ -188,6 +200,7 @@ def test_skunet_readme_refuses_a_results_file_not_as_compare_writes_it(tmp_path,
 
     readme = tmp_path / "README.md"
     readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
+    _write_reproduced(tmp_path)
     data = _full(PAPER, human={}, audit=None, missing=[])
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
@@ -352,3 +365,31 @@ def test_skunet_readme_refuses_markers_out_of_place_and_leaves_the_readme(tmp_pa
                                                     f" line and then one {README_END} line ({found})")):
         update_readme(tmp_path, tmp_path)
     assert readme.read_text() == before
+
+
+def test_skunet_readme_refuses_a_comparison_older_than_the_metrics_files(tmp_path):
+    """A metrics file deleted, evaluated again or added since the compare stage ran: the README
+    would publish numbers no file holds, or leave one out unsaid."""
+    from skunet.cli import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
+    _write_reproduced(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(_full(PAPER, human={}, audit=None, missing=[])))
+    assert "results section regenerated" in update_readme(tmp_path, tmp_path)
+    written = readme.read_text()
+    drive_unet, chase_unet = tmp_path / "metrics" / "drive" / "unet.json", tmp_path / "metrics" / "chase" / "unet.json"
+    content = json.loads(drive_unet.read_text())
+    for change, said in ((lambda: drive_unet.unlink(), "gone"),
+                         (lambda: drive_unet.write_text(json.dumps({**content, "fov": {**content["fov"], "f1": 0.5}})),
+                          "its fov.f1 changed"),
+                         (lambda: chase_unet.write_text(json.dumps(content)), "evaluated since")):
+        change()
+        path = chase_unet if said == "evaluated since" else drive_unet
+        with pytest.raises(SkunetError, match=re.escape(f"reports/results.json: older than {path} ({said}); run"
+                                                        " `dvc repro` to compare again")):
+            update_readme(tmp_path, tmp_path)
+        assert readme.read_text() == written
+        _write_reproduced(tmp_path)
+        chase_unet.unlink(missing_ok=True)

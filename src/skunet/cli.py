@@ -281,14 +281,38 @@ def update_readme(root: Path, workdir: Path) -> str:
     try:
         section = readme_results_section(full)
         missing = [f"{m['dataset']}/{m['model']} ({m['why']})" for m in full["missing"]]
+        stale = _stale_cell(full, workdir / "metrics")
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
         raise damaged_results(workdir / RESULTS_JSON, err) from None
+    if stale:
+        raise SkunetError(f"{workdir / RESULTS_JSON}: older than {stale}; run `dvc repro` to compare again, then"
+                          " `skunet readme`")
     with atomic_file(readme) as tmp:
         tmp.write_text(f"{head}{README_START}\n{section.strip()}\n{README_END}{tail}")
     line = f"{readme}: results section regenerated from {workdir / RESULTS_JSON}"
     if missing:
         line += f"; a partial run, {len(missing)} model(s) without results: " + ", ".join(missing)
     return line
+
+
+def _stale_cell(full: dict, metrics_dir: Path) -> str | None:
+    """The first metrics file whose numbers are not those the comparison in `full` (results.json)
+    holds, said in a few words, or None: a README section must not publish a comparison of files
+    evaluated again, deleted or added since."""
+    from skunet.compare import load_reproduced
+
+    reproduced = load_reproduced(metrics_dir)
+    for protocol, block in full["protocols"].items():
+        for dataset, tables in block["datasets"].items():
+            for model, cells in tables["cells"].items():
+                path = metrics_dir / dataset / f"{model}.json"
+                here = reproduced.get(dataset, {}).get(model, {}).get(protocol, {})
+                for metric, cell in cells.items():
+                    if cell["reproduced"] is None and metric in here:
+                        return f"{path} (evaluated since)"
+                    if cell["reproduced"] is not None and here.get(metric) != cell["reproduced"]:
+                        return f"{path} ({'gone' if not path.is_file() else f'its {protocol}.{metric} changed'})"
+    return None
 
 
 @exit_on_error
