@@ -217,6 +217,8 @@ def test_a_mask_reads_as_zero_and_one_whatever_its_integer_type(tmp_path, name, 
     (np.zeros((0, 0), np.float32), "shape (0, 0)"),
     (np.array([[0.5, np.nan]]), "1 values are NaN or infinite"),
     (np.array([[0.5, 3.0]]), "values outside [0, 1] (min 0.5, max 3)"),
+    # 8-bit levels in a uint16 array: read as 16-bit levels, every pixel would be background
+    (np.array([[0, 200], [255, 3]], np.uint16), "16-bit levels, none above 255 (8-bit levels stored in 16 bits?)"),
 ])
 def test_a_bad_npy_prediction_is_one_line(tmp_path, content, problem):
     from skunet.errors import SkunetError
@@ -230,8 +232,7 @@ def test_a_bad_npy_prediction_is_one_line(tmp_path, content, problem):
         path.write_bytes(content)
     else:
         np.save(path, content)
-    with pytest.raises(SkunetError, match=f"^{path}: " + problem.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(SkunetError, match=f"^{re.escape(str(path))}: " + re.escape(problem)):
         read_prediction(path)
 
 

@@ -104,6 +104,9 @@ def read_prediction(path: Path) -> np.ndarray:
     if kind == "u" and size == 1:
         return array.astype(np.float32) / np.float32(255)
     if kind in "ui" and (size == 2 or (kind == "i" and path.suffix.lower() == ".png")):
+        if array.max() <= 255:  # read as x / 65535 every pixel would fall below 0.5, unsaid
+            raise SkunetError(f"{path}: 16-bit levels, none above 255 (8-bit levels stored in 16 bits?); save them"
+                              " as 8-bit, or as probabilities")
         return array.astype(np.float64) / 65535.0  # 16-bit levels (PIL reads some 16-bit PNGs as int32)
     if kind == "f":
         if not np.isfinite(array).all():
