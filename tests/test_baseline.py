@@ -239,3 +239,8 @@ def test_record_refuses_a_metrics_file_with_a_number_that_is_not_finite(recorded
     with pytest.raises(C.ComparisonInputError, match=r"chase/unet.json: 'fov.tp' is not a finite number; run its"):
         B.record(recorded, tmp_path / "metrics")
     assert recorded.read_text() == before
+
+
+def test_an_environment_entry_of_another_type_is_quoted_where_it_reads_the_same():
+    assert B.environment_differences({"threads": "2", "cpu": "A"}, {"threads": 2, "cpu": "B"}) == [
+        "cpu: A recorded, B here", "threads: '2' recorded, 2 here"]

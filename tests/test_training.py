@@ -525,6 +525,10 @@ def test_a_checkpoint_damaged_inside_or_not_one_at_all_is_one_line(tmp_path):
     _flip_in_largest_entry(path)
     with pytest.raises(SkunetError, match=r"unet.pt: damaged checkpoint \(\S+ fails its CRC check\); re-run"):
         load_checkpoint(path)
+    folder = tmp_path / "models" / "drive" / "skunet.pt"
+    folder.mkdir()
+    with pytest.raises(SkunetError, match=r"skunet.pt: a folder, not a checkpoint; give the .pt file"):
+        load_checkpoint(folder)
     for text in ("https://example.org/skunet.pt", "junk"):  # a saved link; a file of a few bytes
         path.write_text(text)
         with pytest.raises(SkunetError, match=r"unet.pt: truncated or damaged checkpoint \((\w+\.)?\w+: .*\); re-run"):

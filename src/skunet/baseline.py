@@ -137,12 +137,15 @@ def _exact_problem(exact: Mapping[str, Any], where: str) -> str | None:
 
 
 def environment_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``name: recorded -> current`` for each entry that differs (or exists on one side only)."""
-    return [
-        f"{key}: {recorded.get(key, '-')} recorded, {current.get(key, '-')} here"
-        for key in sorted({*recorded, *current})
-        if recorded.get(key) != current.get(key)
-    ]
+    """``name: recorded -> current`` for each entry that differs (or exists on one side only); a
+    value that reads the same but is of another type (threads "2", a string) is quoted."""
+    lines = []
+    for key in sorted({*recorded, *current}):
+        was, now = recorded.get(key, "-"), current.get(key, "-")
+        if was != now:
+            show = repr if str(was) == str(now) else str
+            lines.append(f"{key}: {show(was)} recorded, {show(now)} here")
+    return lines
 
 
 def _numbers(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -168,6 +168,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     """
     stage = _train_stage(path)
     remedy = f"re-run `dvc repro -f {stage}`"
+    if path.is_dir():
+        raise SkunetError(f"{path}: a folder, not a checkpoint; give the .pt file the train stage wrote"
+                          " (models/<dataset>/<model>.pt)")
     if not path.is_file():
         raise missing_output(path, stage)
     payload = _torch_load(path, "checkpoint", remedy)
