@@ -65,12 +65,12 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise SkunetError(f"`{' '.join(cmd)}` failed in {cwd} (exit {result.returncode}); see its output above")
 
 
-def project_root() -> Path:
+def project_root(command: str = "smoke") -> Path:
     """The git checkout the command runs in (its tracked files are what smoke copies)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
-        raise SkunetError("not inside the skunet git checkout; run `skunet smoke` from the project folder") from None
+        raise SkunetError(f"not inside the skunet git checkout; run `skunet {command}` from the project folder") from None
     return Path(out.stdout.strip())
 
 
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         print(audit(args.reference, args.json), end="")
         return 0
-    root = project_root()
+    root = project_root("readme")
     print(update_readme(root, args.workdir or root))
     return 0
 
