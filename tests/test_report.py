@@ -192,6 +192,7 @@ def test_read_results_missing_or_foreign(tmp_path):
     (lambda d: d.update(missing=[{"dataset": "drive"}]), r"not as the compare stage writes it \(KeyError: 'model'\)"),
     (lambda d: d.update(audit="x"), r"not as the compare stage writes it \(\w+Error"),
     (lambda d: d.pop("audit"), r"not the compare stage's results \(no 'audit'\)"),
+    (lambda d: d["protocols"].pop("paper"), r"not as the compare stage writes it \(KeyError: 'paper'\)"),
 ])
 def test_skunet_readme_refuses_a_results_file_not_as_compare_writes_it(tmp_path, edit, problem):
     """One line naming the file, and the README left as it was (a missing key used to drop the
@@ -393,3 +394,9 @@ def test_skunet_readme_refuses_a_comparison_older_than_the_metrics_files(tmp_pat
         assert readme.read_text() == written
         _write_reproduced(tmp_path)
         chase_unet.unlink(missing_ok=True)
+    data = _full(PAPER, human={}, audit=None, missing=[])
+    for protocol in ("paper", "fov"):
+        del data["protocols"][protocol]["datasets"]["drive"]["cells"]["unet"]  # its rows would drop unsaid
+    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    with pytest.raises(SkunetError, match=re.escape(f"older than {drive_unet} (not in its comparison)")):
+        update_readme(tmp_path, tmp_path)

@@ -302,6 +302,12 @@ def _stale_cell(full: dict, metrics_dir: Path) -> str | None:
     from skunet.compare import load_reproduced
 
     reproduced = load_reproduced(metrics_dir)
+    for protocol in PROTOCOLS:
+        cells = full["protocols"][protocol]["datasets"]
+        for dataset, models in reproduced.items():
+            for model in models:
+                if model not in cells[dataset]["cells"]:
+                    return f"{metrics_dir / dataset / model}.json (not in its comparison)"
     for protocol, block in full["protocols"].items():
         for dataset, tables in block["datasets"].items():
             for model, cells in tables["cells"].items():
