@@ -16,7 +16,10 @@ start=$SECONDS
 out=$(realpath -m "$2") take=${3:+$(realpath "$3")}
 cd "$(dirname "$0")/.."
 if compgen -G "wheelhouse/*.whl" > /dev/null; then
-  site=$(mktemp -d)
+  # installed afresh into the project folder (ignored by git), not a temporary folder that the
+  # exec below would leave behind on a machine that is kept
+  site=$PWD/.skunet-state/site
+  rm -rf "$site" && mkdir -p "$site"
   python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$site" wheelhouse/*.whl
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
