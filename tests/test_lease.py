@@ -141,6 +141,17 @@ def _check_the_partial_run(work: Path, env: dict[str, str]) -> None:
     assert missing in (work / "README.md").read_text()
 
 
+def _state(path: Path, epochs: int) -> bytes:
+    """A resume state after `epochs` epochs, as the train stage saves one (its keys; no weights
+    needed here); its bytes."""
+    from skunet.checkpoints import save_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"fingerprint": "f", "epoch": epochs, "model": {}, "optimizer": {}, "scheduler": {}, "best": {},
+                 "history": [{"epoch": e + 1, "seconds": 1.0} for e in range(epochs)]}, path)
+    return path.read_bytes()
+
+
 def _fake_run(root: Path, training: str, payload: bytes) -> str:
     """A run-cache entry of `training` and its output object, as DVC lays them out; the object's md5."""
     md5 = hashlib.md5(payload).hexdigest()
@@ -184,7 +195,7 @@ def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     payload = os.urandom(10_000)
     md5 = _fake_run(machine, "drive-unet", payload)
     (machine / ".skunet-state").mkdir()
-    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
+    state = _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
     out.mkdir()
     (out / "pieces.tar.09").write_bytes(b"an earlier lease's last part")
     names = list(L._pack(machine, out, ["drive-unet"], ["drive-skunet"]))
@@ -197,7 +208,7 @@ def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     home.mkdir()
     manifest = L.take(out, home)
     assert (home / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_bytes() == payload
-    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state"
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == state
     text = L.summary(manifest)
     assert text.splitlines()[0] == "1 of 6 trainings finished: drive-unet"
     assert "drive-skunet: in progress (2 epochs done" in text
@@ -718,7 +729,7 @@ def _kept(root: Path, trainings: dict[str, dict], pieces: list[dict] | None = No
     """A folder where a lease ran before: its kept manifest with `trainings`."""
     manifest = {"pieces": pieces if pieces is not None else [{"device": "CPU (2 threads)"}], "trainings": {
         t: {"epochs_done": 2, "epoch_seconds": [1.0, 1.0], "device": "CPU (2 threads)", **e} for t, e in trainings.items()}}
-    (root / ".skunet-state").mkdir(exist_ok=True)
+    (root / ".skunet-state").mkdir(parents=True, exist_ok=True)
     (root / ".skunet-state" / "lease.json").write_text(json.dumps(manifest))
     return manifest
 
@@ -734,7 +745,7 @@ def test_every_piece_carries_each_resume_state_in_progress_whether_the_lease_wen
     folder as --take) still packs that training's resume state: the next one goes on from it."""
     machine = project_copy(tmp_path / "machine")
     _kept(machine, {"drive-skunet": {"status": "in progress"}})
-    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state after epoch 2")
+    state = _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
     out = tmp_path / "out"
     manifest = L.lease(machine, 1.0, out, [], reserve_s=0.9)  # no time for anything
     assert manifest["pieces"][-1]["finished"] == [] and manifest["trainings"]["drive-skunet"]["epochs_done"] == 2
@@ -743,7 +754,7 @@ def test_every_piece_carries_each_resume_state_in_progress_whether_the_lease_wen
     assert _members(out) == [".skunet-state/drive-skunet.pt"] and len(again["pieces"]) == 3
     home = project_copy(tmp_path / "home")
     L.take(out, home)
-    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state after epoch 2"
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == state
 
 
 def test_older_pieces_do_not_roll_a_folder_back(tmp_path, monkeypatch, caplog):
@@ -755,7 +766,7 @@ def test_older_pieces_do_not_roll_a_folder_back(tmp_path, monkeypatch, caplog):
     home = tmp_path / "home"
     _kept(home, {"drive-unet": {"status": "finished"}, "drive-skunet": {"status": "in progress"}},
           pieces=[*first["pieces"], {"device": "CPU (2 threads)"}])
-    (home / ".skunet-state" / "drive-skunet.pt").write_bytes(b"newer")
+    newer = _state(home / ".skunet-state" / "drive-skunet.pt", 3)
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
     with pytest.raises(SkunetError, match=r"out: older pieces than this checkout's \(its 1 are the first of the 2 in"
                                           r" .skunet-state/lease.json, which a later lease went on from\); take the"
@@ -768,12 +779,12 @@ def test_older_pieces_do_not_roll_a_folder_back(tmp_path, monkeypatch, caplog):
 
     machine = project_copy(tmp_path / "machine")
     _kept(machine, {"drive-skunet": {"status": "in progress"}}, pieces=[*first["pieces"], {"device": "CPU"}])
-    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"newer")
+    newer = _state(machine / ".skunet-state" / "drive-skunet.pt", 3)
     with caplog.at_level(logging.INFO, logger="skunet.lease"):
         manifest = L.lease(machine, 1.0, tmp_path / "out2", [out], reserve_s=0.9)
     assert f"{out}: its pieces are the first 1 of this folder's 2: going on from this folder's" in caplog.text
     assert len(manifest["pieces"]) == 3 and "drive-unet" not in manifest["trainings"]
-    assert (machine / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"newer"
+    assert (machine / ".skunet-state" / "drive-skunet.pt").read_bytes() == newer
 
 
 def test_an_error_in_a_lease_still_packs_what_finished_then_says_it(tmp_path):
@@ -798,7 +809,7 @@ def test_a_signal_while_packing_waits_until_the_pieces_are_whole(tmp_path, monke
 
     machine = project_copy(tmp_path / "machine")
     _kept(machine, {"drive-skunet": {"status": "in progress"}})
-    (machine / ".skunet-state" / "drive-skunet.pt").write_bytes(b"state")
+    state = _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
     pack = L._pack
 
     def pack_killed_half_way(*args):
@@ -816,7 +827,7 @@ def test_a_signal_while_packing_waits_until_the_pieces_are_whole(tmp_path, monke
     monkeypatch.setattr(L, "_pack", pack)
     home = project_copy(tmp_path / "home")
     L.take(tmp_path / "out", home)  # every part there, as its manifest records
-    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == b"state"
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == state
 
 
 def test_a_lease_stops_what_a_lease_killed_outright_left_running_and_refuses_to_run_beside_one(tmp_path, caplog):
@@ -874,6 +885,12 @@ def test_lease_and_take_want_this_project_whole_and_an_out_folder_before_writing
     result = skunet("lease", "--budget", "60", "--out", str(tmp_path / "o"), "--take", str(out), cwd=copy)
     assert result.returncode == 2 and result.stderr == f"error: --out {tmp_path / 'o'}: a file, not a folder; give a new or empty folder\n"
     assert not (copy / ".skunet-state").exists() and not (copy / ".dvc" / "cache").exists()
+    with (copy / "params.yaml").open("a") as fh:  # a key given twice: one line, not a traceback
+        fh.write("base:\n  seed: 1\n")
+    result = skunet("take", str(out), cwd=copy)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "params.yaml" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (copy / ".skunet-state").exists() and not (copy / ".dvc" / "cache").exists()
 
 
 def test_a_lease_whose_stage_fails_says_why_in_its_last_line_and_exits_1(tmp_path):
@@ -893,3 +910,107 @@ def test_a_lease_whose_stage_fails_says_why_in_its_last_line_and_exits_1(tmp_pat
                         r" \(\d+ s\); bring back its files and run `skunet take '\.\./my out'`", last), last
     assert json.loads((tmp_path / "my out" / L.MANIFEST).read_text())["pieces"][-1]["error"].startswith(
         "data stages of drive failed")
+
+
+def _run_entry(root: Path, training: str, lr: float, payload: bytes, age: float) -> Path:
+    """A run-cache entry of `training` made with learning rate `lr`, `age` seconds old."""
+    md5 = hashlib.md5(payload).hexdigest()
+    obj = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(payload)
+    dataset, model = training.split("-", 1)
+    entry = root / ".dvc" / "cache" / "runs" / "cd" / ("cd" + "1" * 62) / hashlib.sha256(payload).hexdigest()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(yaml.safe_dump({"cmd": f"python stages/train.py {dataset} {model}",
+                                     "params": {"params.yaml": {f"models.{model}": {"lr": lr}}},
+                                     "outs": [{"path": f"models/{dataset}/{model}.pt", "md5": md5}]}))
+    os.utime(entry, (time.time() - age, time.time() - age))
+    return entry
+
+
+def test_a_lease_packs_the_run_of_its_folders_parameters_not_the_newest(tmp_path):
+    """Parameters edited and edited back: the run cache holds the run of each, and the one that
+    `dvc repro` at home restores is the run of the parameters the folder has now."""
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    (machine / "params.yaml").parent.mkdir(parents=True)
+    (machine / "params.yaml").write_text("models:\n  unet:\n    lr: 0.003\n")
+    here = _run_entry(machine, "drive-unet", 0.003, b"weights at 3e-3", age=60)
+    _run_entry(machine, "drive-unet", 0.002, b"weights at 2e-3", age=0)  # newer, of an edit since undone
+    out.mkdir()
+    L._pack(machine, out, ["drive-unet"], [])
+    assert here.relative_to(machine).as_posix() in _members(out)
+    assert not any("2e-3" in m for m in _members(out)) and len(_members(out)) == 2
+
+
+def test_parameters_equal_in_value_but_of_another_kind_differ_as_dvc_hashes_them(tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  common:\n    min_lr: 0\n")
+    entry = {"params": {"params.yaml": {"train.common": {"min_lr": 0.0}}}}
+    assert L._other_inputs(tmp_path, entry) == ["params.yaml:train.common"]
+    (tmp_path / "params.yaml").write_text("train:\n  common:\n    min_lr: 0.0\n")
+    assert L._other_inputs(tmp_path, entry) == []
+    assert not L._same(True, 1) and L._same({"a": [1, 2.0]}, {"a": [1, 2.0]})
+
+
+def test_a_damaged_resume_state_is_not_packed_and_one_in_the_pieces_is_left_out_at_home(tmp_path, caplog):
+    """It would travel from piece to piece and stop every `take` and lease after it."""
+    machine = tmp_path / "machine"
+    _kept(machine, {"drive-skunet": {"status": "in progress"}, "chase-unet": {"status": "in progress"}})
+    _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
+    (machine / ".skunet-state" / "chase-unet.pt").write_bytes(_state(tmp_path / "x.pt", 2)[:1000])  # cut short
+    manifest = json.loads((machine / ".skunet-state" / "lease.json").read_text())
+    out = tmp_path / "out"
+    out.mkdir()
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        states = L._resumable(machine, manifest)
+    assert states == ["drive-skunet"] and "chase-unet" not in manifest["trainings"]
+    assert "chase-unet: its resume state is damaged: not packed, the training starts over" in caplog.text
+
+    # a lease from before this check packed one: take leaves it out and says so, the rest is taken
+    L._pack(machine, out, [], ["drive-skunet", "chase-unet"])
+    manifest = json.loads((machine / ".skunet-state" / "lease.json").read_text())
+    (out / L.MANIFEST).write_text(json.dumps(manifest))
+    home = tmp_path / "home"
+    home.mkdir()
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        taken = L.take(out, home)
+    assert "chase-unet: its resume state among the pieces is damaged" in caplog.text
+    assert "chase-unet" not in taken["trainings"] and not (home / ".skunet-state" / "chase-unet.pt").exists()
+    assert (home / ".skunet-state" / "drive-skunet.pt").is_file()
+
+
+def test_taking_a_folder_again_keeps_a_resume_state_that_went_on_here(tmp_path, caplog):
+    machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
+    out.mkdir()
+    L._pack(machine, out, [], ["drive-skunet"])
+    (out / L.MANIFEST).write_text((machine / ".skunet-state" / "lease.json").read_text())
+    home.mkdir()
+    L.take(out, home)
+    further = _state(home / ".skunet-state" / "drive-skunet.pt", 3)  # `dvc repro` here went on by an epoch
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        taken = L.take(out, home)
+    assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == further
+    assert taken["trainings"]["drive-skunet"]["epochs_done"] == 3
+    assert "drive-skunet: this checkout's resume state is further on (3 epochs, the pieces' 2): kept" in caplog.text
+
+
+def test_a_lease_names_itself_running_from_its_start_and_the_out_folder_is_checked_first(tmp_path):
+    machine = project_copy(tmp_path / "machine")
+    L.lease(machine, 1.0, tmp_path / "out", [], reserve_s=0.9)
+    assert not (machine / ".skunet-state" / "running.json").exists()  # gone at its end
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "lease"])
+    try:
+        while b"time.sleep" not in _cmdline(Path(f"/proc/{other.pid}")):
+            time.sleep(0.05)
+        # a lease still in its first minute (diagnostics, the GPU's checks): no stage yet
+        (machine / ".skunet-state" / "running.json").write_text(json.dumps({"lease": other.pid, "group": None}))
+        with pytest.raises(SkunetError, match=rf"a lease runs in this folder \(process {other.pid}\)"):
+            L.lease(machine, 60, tmp_path / "out2", [])
+        assert not (tmp_path / "out2").exists()
+    finally:
+        other.kill()
+        other.wait()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SkunetError, match=r"--out .*afile/sub: .*afile is a file, not a folder"):
+        L.lease(machine, 60, tmp_path / "afile" / "sub", [])

@@ -176,8 +176,7 @@ def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT if fh else None,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
         if running is not None:
-            running.parent.mkdir(parents=True, exist_ok=True)
-            running.write_text(json.dumps({"lease": os.getpid(), "group": proc.pid}) + "\n")
+            _name_running(running, proc.pid)
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -209,6 +208,12 @@ def _running_path(root: Path) -> Path:
     return root / ".skunet-state" / "running.json"
 
 
+def _name_running(running: Path, group: int | None) -> None:
+    """Say in `running` that this lease runs here, with its stage's process group, if any."""
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.write_text(json.dumps({"lease": os.getpid(), "group": group}) + "\n")
+
+
 def _stop_orphans(root: Path) -> None:
     """A lease stopped outright (SIGKILL: a machine's time limit) leaves its stage running, which
     holds DVC's locks: stop that stage before a lease starts here. A lease still running in this
@@ -216,7 +221,7 @@ def _stop_orphans(root: Path) -> None:
     path = _running_path(root)
     try:
         info = json.loads(path.read_text())
-        pid, group = int(info["lease"]), int(info["group"])
+        pid, group = int(info["lease"]), None if info["group"] is None else int(info["group"])
     except FileNotFoundError:
         return
     except (OSError, ValueError, KeyError, TypeError):  # cut short as it was written: nothing to stop
@@ -225,7 +230,7 @@ def _stop_orphans(root: Path) -> None:
     if pid != os.getpid() and _is_lease(pid):
         raise SkunetError(f"{root}: a lease runs in this folder (process {pid}); wait for it to end, or stop it,"
                           " then run this again")
-    if _group_running(group, cwd=root):
+    if group is not None and _group_running(group, cwd=root):
         log.info("stopping the stage that a lease stopped outright left running here (process group %d)", group)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
@@ -396,6 +401,9 @@ def check_project(root: Path) -> None:
     if not (root / ".dvc").is_dir():
         raise SkunetError(f"{root / '.dvc'}: not there; copy the whole project folder, its hidden files (.dvc/,"
                           " .dvcignore) included")
+    from skunet.config import load_params
+
+    load_params(root / "params.yaml")  # a misspelled key or a YAML error: one line, before anything is written
 
 
 def _history(root: Path, training: str) -> list[dict[str, float]]:
@@ -427,6 +435,8 @@ def _read_manifest(folder: Path, required: bool = False) -> dict[str, Any]:
     """The manifest a lease wrote into `folder`; an empty one where there is none (a new --out),
     unless `required` (the pieces are read by it)."""
     path = folder / MANIFEST
+    if path.exists() and not path.is_file():
+        raise SkunetError(f"{path}: not a file; bring back the files the lease wrote, unchanged")
     if not path.is_file():
         if required:
             raise SkunetError(f"{path}: missing (the pieces cannot be checked without it); bring back all of the"
@@ -477,7 +487,8 @@ def _parts(folder: Path) -> list[Path]:
         raise SkunetError(f"{folder}: {what}; give the folder a lease wrote (skunet lease --out)")
     parts = sorted(folder.glob(f"{PIECES}.[0-9][0-9]"))
     if not parts:
-        raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out)")
+        raise SkunetError(f"{folder}: no {PIECES}.NN files; give the folder a lease wrote (skunet lease --out; one"
+                          " stopped outright, by SIGKILL, packed none: take the one before it)")
     return parts
 
 
@@ -485,10 +496,13 @@ def _parts(folder: Path) -> list[Path]:
 def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: Iterable[str]) -> dict[str, str]:
     """Tar the finished trainings' run-cache entries and objects and the resume states of those
     in progress into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by name."""
-    runs = _training_runs(root)
+    runs, seen = _training_runs(root), {}
     members: list[Path] = []
     for training in finished:
-        for entry in runs.get(training, [])[-1:]:
+        # the run of this folder's code and parameters, which `dvc repro` here restores (not the
+        # newest, which may be of parameters edited and edited back since)
+        entry = _run_here(root, runs.get(training, []), seen)[0] or next(reversed(runs.get(training, [])), None)
+        if entry is not None:
             members += [entry, *_objects(root, entry)]
     members += [_state_path(root, t) for t in in_progress if _state_path(root, t).is_file()]
     buffer = io.BytesIO()
@@ -531,6 +545,10 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
         raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({reason(err)}); bring back all"
                           " of them, unchanged") from None
     _check_finished(folder, root, manifest, runs, objects)
+    for training in ORDER:
+        name = f".skunet-state/{training}.pt"
+        if name in files and not _states_to_take(folder, root, training, files[name], manifest):
+            del files[name]
     for name, content in files.items():  # written by us, each to a path of our making: no tar extraction
         target = _target(root, name)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -541,6 +559,45 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
     _keep(root, manifest)
     return manifest
+
+
+def _epochs_of(state_bytes: bytes, where: Path) -> int:
+    """The epochs a resume state holds (its bytes); SkunetError where it is damaged."""
+    from skunet.checkpoints import read_resume_state
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / where.name
+        path.write_bytes(state_bytes)
+        try:
+            return len(read_resume_state(path)["history"])
+        except SkunetError as err:
+            raise SkunetError(str(err).replace(str(path), str(where))) from None
+
+
+def _states_to_take(folder: Path, root: Path, training: str, content: bytes, manifest: dict[str, Any]) -> bool:
+    """Whether the pieces' resume state of `training` goes into this checkout: not one that is
+    damaged (its training starts over: the manifest forgets it), nor one older than this
+    checkout's own (a folder taken again after a training went on here)."""
+    target = _state_path(root, training)
+    try:
+        packed = _epochs_of(content, folder / f"{PIECES}: .skunet-state/{training}.pt")
+    except SkunetError as err:
+        log.info("%s: its resume state among the pieces is damaged (%s): left out, the training starts over",
+                 training, reason(err).split("; ")[0])
+        manifest["trainings"].pop(training, None)
+        return False
+    if target.is_file():
+        try:
+            here = _epochs_of(target.read_bytes(), target)
+        except SkunetError:
+            here = -1  # damaged here: the pieces' one replaces it
+        if here > packed:
+            log.info("%s: this checkout's resume state is further on (%d epochs, the pieces' %d): kept", training,
+                     here, packed)
+            if training in manifest["trainings"]:
+                manifest["trainings"][training]["epochs_done"] = here
+            return False
+    return True
 
 
 def _checked_parts(folder: Path, parts: list[Path], manifest: dict[str, Any]) -> bytes:
@@ -659,9 +716,35 @@ def _other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str],
             here = seen["params", name]
             for part in key.split("."):
                 here = here.get(part) if isinstance(here, dict) else None
-            if here != value:
+            if not _same(here, value):
                 differ.append(f"{name}:{key}")
     return differ
+
+
+def _run_here(root: Path, runs: list[Path], seen: dict[tuple[str, str], Any]) -> tuple[Path | None, list[str]]:
+    """The newest of a training's run-cache entries `runs` made from this folder's code and
+    parameters, with no differences; else None and what the newest differs in."""
+    newest: list[str] = []
+    for entry in reversed(runs):  # the newest first
+        differ = _other_inputs(root, parse_yaml(entry.read_text()), seen)
+        if not differ:
+            return entry, []
+        newest = newest or differ
+    return None, newest or ["no run of it in this folder's DVC cache"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as DVC compares parameters: of the same kinds too (0 and 0.0 hash apart)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return _kind(a) == _kind(b) and a == b
+
+
+def _kind(value: Any) -> str:
+    """A YAML scalar's kind, whatever class the parser gave it (ruamel's ScalarFloat is a float)."""
+    return next((k.__name__ for k in (bool, int, float, str) if isinstance(value, k)), type(value).__name__)
 
 
 def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
@@ -672,11 +755,7 @@ def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
     for training in ORDER:
         if manifest["trainings"].get(training, {}).get("status") != "finished":
             continue
-        differ = ["no run of it in this folder's DVC cache"]
-        for entry in reversed(runs.get(training, [])):  # the newest first
-            differ = _other_inputs(root, parse_yaml(entry.read_text()), seen)
-            if not differ:
-                break
+        _, differ = _run_here(root, runs.get(training, []), seen)
         if differ:
             log.info("%s: finished before, from other inputs than this folder's (%s): trained again here", training,
                      ", ".join(differ))
@@ -842,6 +921,7 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     _forget_what_no_run_restores(root, manifest)
     out.mkdir(parents=True, exist_ok=True)
     log_path, running = out / "lease.log", _running_path(root)
+    _name_running(running, None)
     log_path.write_text("")
     piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                              "budget_s": budget_s, **diagnostics()}
@@ -923,7 +1003,8 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             piece["files"] = list(piece["sha256"])
             _write_manifest(out, manifest)
             _keep(root, manifest)
-            running.unlink(missing_ok=True)
+            if _running_path(root).is_file() and json.loads(running.read_text()).get("lease") == os.getpid():
+                running.unlink()
     except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the pieces are whole
         interrupted = interrupted or err
     if interrupted is not None or failure is not None:
@@ -936,9 +1017,21 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
 
 def _resumable(root: Path, manifest: dict[str, Any]) -> list[str]:
     """The trainings in progress whose resume state is in this folder: every piece carries them
-    all, whether this lease went on with them or not."""
-    return [t for t in ORDER if manifest["trainings"].get(t, {}).get("status", "finished") != "finished"
-            and _state_path(root, t).is_file()]
+    all, whether this lease went on with them or not; a damaged one stays here (the error that
+    names it says to delete it), and its training is taken out of the manifest."""
+    from skunet.checkpoints import read_resume_state
+
+    states = []
+    for training in ORDER:
+        if manifest["trainings"].get(training, {}).get("status", "finished") == "finished":
+            continue
+        try:
+            if read_resume_state(_state_path(root, training)) is not None:
+                states.append(training)
+        except SkunetError:
+            log.info("%s: its resume state is damaged: not packed, the training starts over", training)
+            manifest["trainings"].pop(training)
+    return states
 
 
 @contextlib.contextmanager
@@ -989,6 +1082,9 @@ def _check_out(out: Path) -> None:
     folder with other files, which would travel home among the pieces, or another tool's manifest."""
     if out.exists() and not out.is_dir():
         raise SkunetError(f"--out {out}: a file, not a folder; give a new or empty folder")
+    above = next((parent for parent in out.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise SkunetError(f"--out {out}: {above} is a file, not a folder; give a new or empty folder")
     if not out.is_dir():
         return
     foreign = sorted(path.name for path in out.iterdir() if not LEASE_FILES.fullmatch(path.name))
