@@ -6,8 +6,8 @@
 #   scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]
 #   scripts/lease_tree.sh 3.12 have.txt
 #
-# HAVE_FILE lists the GPU machine's packages (`pip freeze` there, or the `packages` of a lease's
-# manifest.json). Then carry the folder with wheelhouse/ and archives/ and run scripts/lease.sh.
+# HAVE_FILE lists the GPU machine's packages (`pip freeze` there, or a lease's manifest.json, whose
+# last piece records them). Then carry the folder with wheelhouse/ and archives/ and run scripts/lease.sh.
 set -euo pipefail
 [[ $# -ge 2 && $# -le 3 ]] || { echo "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]" >&2; exit 2; }
 py_version=$1 have=$(realpath -m "$2") limit_mib=${3:-64}

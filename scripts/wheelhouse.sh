@@ -21,6 +21,30 @@ py_version=$1 out=$(realpath -m "$2") have=${3:-}
 [[ -z $have ]] || have=$(realpath "$have")
 cd "$(dirname "$0")/.."   # the project, for pyproject.toml
 
+# the names HAVE_FILE holds, normalised (PEP 503), read before any download: a file with none
+# (a wrong file) would carry everything and fail past the limit, unsaid
+names=$(python3 - "$have" <<'PY'
+import json, re, sys
+from pathlib import Path
+have_file = sys.argv[1]
+if not have_file:
+    sys.exit(0)
+text = Path(have_file).read_text()
+try:  # a lease's manifest.json: the packages its last piece found on the machine
+    lines = json.loads(text)["pieces"][-1]["packages"]
+except (ValueError, KeyError, IndexError, TypeError):
+    lines = text.splitlines()  # `pip freeze`, `pip list`, or one name a line
+names = set()
+for line in lines:
+    name = re.split(r"[<>=!~ @;\[]", str(line).strip(), maxsplit=1)[0]
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and not re.fullmatch(r"-+|Package", name):
+        names.add(re.sub(r"[-_.]+", "-", name).lower())
+if not names:
+    sys.exit(f"{have_file}: no package name in it; give the machine's `pip freeze` (or a lease's manifest.json)")
+print(" ".join(sorted(names)))
+PY
+) || exit 2
+
 # the project's dependencies from pyproject.toml, less torch
 mapfile -t requirements < <(python3 - <<'PY'
 import re, tomllib
@@ -42,19 +66,12 @@ python3 -m pip download --quiet --only-binary=:all: --find-links "$tmp" --dest "
   "${requirements[@]}"
 
 # leave out what the GPU machine has; names compare normalised (PEP 503)
-python3 - "$tmp" "$have" <<'PY'
+python3 - "$tmp" "$names" <<'PY'
 import re, sys
 from pathlib import Path
-folder, have_file = Path(sys.argv[1]), sys.argv[2]
-norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
-have = set()
-if have_file:
-    for line in Path(have_file).read_text().splitlines():
-        name = re.split(r"[<>=!~ @;\[]", line.strip(), maxsplit=1)[0]
-        if name and not name.startswith("#"):
-            have.add(norm(name))
+folder, have = Path(sys.argv[1]), set(sys.argv[2].split())
 for wheel in folder.glob("*.whl"):
-    if norm(wheel.name.split("-")[0]) in have:
+    if re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower() in have:
         wheel.unlink()
 PY
 rm -rf "$out.part" && mkdir -p "$(dirname "$out")" && mv "$tmp" "$out.part" && rm -rf "$out" && mv "$out.part" "$out"

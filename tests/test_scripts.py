@@ -21,3 +21,16 @@ def test_wheelhouse_names_a_missing_have_file_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "have.txt: no such file; give a list of installed packages or leave it out"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wheelhouse_refuses_a_have_file_with_no_package_name_before_any_download(tmp_path):
+    """A wrong file (a log, a manifest's folder) would leave nothing out: everything fetched, and
+    the lease tree past its 64 MiB, with no word that the list was not read."""
+    have = tmp_path / "have.txt"
+    have.write_text("# nothing here\n{\n  \"pieces\": []\n}\n")
+    result = subprocess.run(["bash", str(SCRIPT), "3.12", str(tmp_path / "out"), str(have)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"{have}: no package name in it; give the machine's `pip freeze` (or a lease's"
+                                      " manifest.json)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["have.txt"]
