@@ -825,6 +825,7 @@ def test_a_signal_while_packing_waits_until_the_pieces_are_whole(tmp_path, monke
     finally:
         signal.signal(signal.SIGTERM, previous)
     monkeypatch.setattr(L, "_pack", pack)
+    assert json.loads((tmp_path / "out" / L.MANIFEST).read_text())["pieces"][-1]["interrupted"] == "SIGTERM"
     home = project_copy(tmp_path / "home")
     L.take(tmp_path / "out", home)  # every part there, as its manifest records
     assert (home / ".skunet-state" / "drive-skunet.pt").read_bytes() == state

@@ -1006,7 +1006,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             if _running_path(root).is_file() and json.loads(running.read_text()).get("lease") == os.getpid():
                 running.unlink()
     except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the pieces are whole
-        interrupted = interrupted or err
+        if interrupted is None:  # the manifest says so too
+            interrupted, piece["interrupted"] = err, "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+            _write_manifest(out, manifest)
+            _keep(root, manifest)
     if interrupted is not None or failure is not None:
         log.info("%s: %s; packed %d finished training%s%s: bring back its files", out,
                  "interrupted" if interrupted is not None else "stopped by the error below", len(finished),
