@@ -36,7 +36,8 @@ from typing import Any, Mapping
 import yaml
 
 from skunet.atomic import atomic_file
-from skunet.compare import REFERENCE_METRICS, ComparisonInputError, load_reproduced, parse_reference, read_yaml_file
+from skunet.compare import (REFERENCE_METRICS, ComparisonInputError, _is_number, load_reproduced, parse_reference,
+                            read_yaml_file)
 from skunet.config import DATASETS, MODELS
 
 # The rounded values the tolerance gate compares (protocol `paper`).
@@ -131,7 +132,7 @@ def _exact_problem(exact: Mapping[str, Any], where: str) -> str | None:
                 if not isinstance(numbers, dict) or not numbers:
                     return f"key '{where}.{dataset}.{model}.{protocol}' must map names to numbers"
                 for name, value in numbers.items():
-                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    if not _is_number(value):
                         return f"key '{where}.{dataset}.{model}.{protocol}.{name}' must be a finite number, got {value!r}"
     return None
 
@@ -215,9 +216,18 @@ def baseline_text(header: list[str], tolerances: Mapping[str, float], runs: Mapp
         for model in MODELS:
             values = runs[dataset][model]["paper"]
             lines.append(f"  {model + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in GATED_METRICS) + "}")
-    exact = {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}
-    body = {"environment": dict(env), "exact": exact, **({"also": also} if also else {})}
+    body = {"environment": dict(env), "exact": _exact_of(runs), **({"also": also} if also else {})}
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, width=100)
+
+
+def _exact_of(runs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every number of each model's metrics file (`runs`, or an `exact` section), as `exact` holds them."""
+    return {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}
+
+
+def _header(path: Path) -> list[str]:
+    """The baseline file's comment lines, kept when it is written again."""
+    return [line for line in path.read_text().splitlines() if line.startswith("#")]
 
 
 def _only_numbers(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,11 +262,10 @@ def record(path: Path, metrics_dir: Path) -> str:
     Returns a one-line summary."""
     old = load_baseline(path)
     runs = _whole_run(metrics_dir)
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     env = environment()
     with atomic_file(path) as tmp:
-        tmp.write_text(baseline_text(header, old["tolerances"], runs, env))
-    dropped = len(old.get("also", []))
+        tmp.write_text(baseline_text(_header(path), old["tolerances"], runs, env))
+    dropped = len(old["also"])
     return (f"{path}: recorded {len(_numbers(runs))} numbers from {metrics_dir} ({env['cpu']}, {env['threads']} threads)"
             + (f"; dropped the {dropped} other environment{'s' if dropped > 1 else ''} it recorded (record them there"
                " again with --add-environment)" if dropped else ""))
@@ -274,9 +283,8 @@ def add_environment(path: Path, metrics_dir: Path) -> str:
                                    " `skunet record-baseline` (without --add-environment)")
     runs = _whole_run(metrics_dir)
     also = [r for r in old["also"] if environment_differences(r["environment"], env)]
-    also.append({"environment": env, "exact": {ds: {m: _only_numbers(runs[ds][m]) for m in MODELS} for ds in DATASETS}})
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    also.append({"environment": env, "exact": _exact_of(runs)})
     with atomic_file(path) as tmp:
-        tmp.write_text(baseline_text(header, old["tolerances"], old["exact"], old["environment"], also))
+        tmp.write_text(baseline_text(_header(path), old["tolerances"], old["exact"], old["environment"], also))
     return (f"{path}: added {len(_numbers(runs))} numbers from {metrics_dir} for this environment ({env['cpu']},"
             f" {env['threads']} threads); {len(also) + 1} environments recorded")

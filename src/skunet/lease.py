@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 from ruamel.yaml.error import YAMLError
@@ -192,15 +192,20 @@ def _run_logged(cmd: list[str], cwd: Path, log_path: Path | None, timeout: float
 def _stop(proc: subprocess.Popen, sig: int, wait_s: float = 60.0) -> None:
     """Send `sig` to `proc`'s process group and wait until every process of it has ended (DVC may
     end before the stage it started); SIGKILL after `wait_s`."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    end = time.time() + wait_s
-    while (proc.poll() is None or _group_running(proc.pid)) and time.time() < end:
-        time.sleep(0.2)
-    if proc.poll() is None or _group_running(proc.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    _end_group(proc.pid, sig, lambda: proc.poll() is None or _group_running(proc.pid), wait_s)
     proc.wait()
+
+
+def _end_group(pgid: int, sig: int, alive: Callable[[], bool], wait_s: float = 60.0) -> None:
+    """Send `sig` to process group `pgid`, wait while `alive()`, and SIGKILL it after `wait_s`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+    end = time.time() + wait_s
+    while alive() and time.time() < end:
+        time.sleep(0.2)
+    if alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _running_path(root: Path) -> Path:
@@ -212,6 +217,13 @@ def _name_running(running: Path, group: int | None) -> None:
     """Say in `running` that this lease runs here, with its stage's process group, if any."""
     running.parent.mkdir(parents=True, exist_ok=True)
     running.write_text(json.dumps({"lease": os.getpid(), "group": group}) + "\n")
+
+
+def _unname_running(running: Path) -> None:
+    """Remove `running` where it names this lease (never another's, started beside it)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, AttributeError):
+        if json.loads(running.read_text()).get("lease") == os.getpid():
+            running.unlink()
 
 
 def _stop_orphans(root: Path) -> None:
@@ -232,13 +244,7 @@ def _stop_orphans(root: Path) -> None:
                           " then run this again")
     if group is not None and _group_running(group, cwd=root):
         log.info("stopping the stage that a lease stopped outright left running here (process group %d)", group)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-        end = time.time() + 60
-        while _group_running(group) and time.time() < end:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
+        _end_group(group, signal.SIGTERM, lambda: _group_running(group))
     path.unlink(missing_ok=True)
 
 
@@ -986,15 +992,13 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             if status != "finished":
                 break
     except (KeyboardInterrupt, Terminated) as err:  # Ctrl-C, or a job scheduler's SIGTERM: pack what there is
-        interrupted = err
+        interrupted, piece["interrupted"] = err, _signal_name(err)
     except (SkunetError, OSError) as err:  # a damaged file, a full disk: pack what there is, then say it
         failure = err
         piece["error"] = str(err) if isinstance(err, SkunetError) else os_error_line(err)
     if current and _state_path(root, current).is_file():  # stopped mid-way: its last completed epoch
         in_progress = current
         _record(root, manifest, current, "in progress", piece["device"])
-    if interrupted is not None:
-        piece["interrupted"] = "SIGINT" if isinstance(interrupted, KeyboardInterrupt) else "SIGTERM"
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
     piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
     try:
@@ -1003,11 +1007,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             piece["files"] = list(piece["sha256"])
             _write_manifest(out, manifest)
             _keep(root, manifest)
-            if _running_path(root).is_file() and json.loads(running.read_text()).get("lease") == os.getpid():
-                running.unlink()
+            _unname_running(running)
     except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the pieces are whole
         if interrupted is None:  # the manifest says so too
-            interrupted, piece["interrupted"] = err, "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+            interrupted, piece["interrupted"] = err, _signal_name(err)
             _write_manifest(out, manifest)
             _keep(root, manifest)
     if interrupted is not None or failure is not None:
@@ -1056,6 +1059,10 @@ def _signals_held():
             signal.raise_signal(came[0])
 
 
+def _signal_name(err: BaseException) -> str:
+    return "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
+
+
 def _stage_error(log_path: Path, since: int, code: int) -> str:
     """A failed stage's own one-line error from what it logged after byte `since`, with DVC's exit
     status; the status alone where it said none."""
@@ -1083,11 +1090,10 @@ LEASE_FILES = re.compile(rf"{re.escape(MANIFEST)}|\.{re.escape(MANIFEST)}\.tmp|l
 def _check_out(out: Path) -> None:
     """A lease's --out: new, empty, or one an earlier lease wrote (its files are replaced); never a
     folder with other files, which would travel home among the pieces, or another tool's manifest."""
-    if out.exists() and not out.is_dir():
-        raise SkunetError(f"--out {out}: a file, not a folder; give a new or empty folder")
-    above = next((parent for parent in out.parents if parent.exists()), None)
-    if above is not None and not above.is_dir():
-        raise SkunetError(f"--out {out}: {above} is a file, not a folder; give a new or empty folder")
+    there = next((path for path in (out, *out.parents) if path.exists()), None)
+    if there is not None and not there.is_dir():
+        what = "a file" if there == out else f"{there} is a file"
+        raise SkunetError(f"--out {out}: {what}, not a folder; give a new or empty folder")
     if not out.is_dir():
         return
     foreign = sorted(path.name for path in out.iterdir() if not LEASE_FILES.fullmatch(path.name))
