@@ -386,7 +386,7 @@ def test_a_missing_model_says_whether_it_is_trained(tmp_path):
     _, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
     assert ("- drive/skunet: f1, accuracy, auc not reproduced (no " + str(tmp_path / "metrics" / "drive" / "skunet")
             + ".json: trained, not yet evaluated; `dvc repro evaluate@drive-skunet`)") in text
-    assert "chase/unet.json: not yet trained)" in text
+    assert "chase/unet.json: not yet trained; `dvc repro evaluate@chase-unet` trains and evaluates it)" in text
 
 
 def test_run_check_allow_missing_still_fails_a_compared_cell_out_of_tolerance(tmp_path):

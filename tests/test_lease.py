@@ -132,7 +132,8 @@ def _check_the_partial_run(work: Path, env: dict[str, str]) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     allowed = _run(["skunet", "check", "--allow-missing"], work, env).stdout
     assert "3 model(s) missing, allowed (--allow-missing): a partial run" in allowed
-    assert "- chase/skunet: f1, accuracy, auc not reproduced (no metrics/chase/skunet.json: not yet trained)" in allowed
+    assert "- chase/skunet: f1, accuracy, auc not reproduced (no metrics/chase/skunet.json: not yet trained; "
+            "`dvc repro evaluate@chase-skunet` trains and evaluates it)" in allowed
     strict = subprocess.run(["skunet", "check"], cwd=work, env={**os.environ, **env}, capture_output=True, text=True)
     assert strict.returncode == 1 and "3 model(s) missing, FAIL" in strict.stdout
     subprocess.run(["git", "checkout", "params.yaml"], cwd=work, check=True)

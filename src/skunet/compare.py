@@ -543,7 +543,8 @@ def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Pa
     """One line per model with a published (or baseline) value but no metrics file yet."""
     lines = []
     for m in missing_models(result, metrics_dir, models_dir):
-        then = f"; `dvc repro evaluate@{m['dataset']}-{m['model']}`" if m["why"].startswith("trained") else ""
+        stage = f"`dvc repro evaluate@{m['dataset']}-{m['model']}`"
+        then = f"; {stage}" if m["why"].startswith("trained") else f"; {stage} trains and evaluates it"
         lines.append(f"{m['dataset']}/{m['model']}: {', '.join(m['metrics'])} not reproduced (no "
                      f"{Path(metrics_dir) / m['dataset'] / m['model']}.json: {m['why']}{then})")
     return lines
