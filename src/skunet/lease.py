@@ -787,7 +787,9 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
     if not datasets:
         return how
-    code = _dvc(root, "repro", *(f"augment@{d}" for d in datasets), log_path=None)
+    log.info("drawing this checkout's data (dvc repro %s), to see whether the trainings saw the same",
+             " ".join(f"augment@{d}" for d in datasets))
+    code = _dvc(root, "repro", "--quiet", *(f"augment@{d}" for d in datasets), log_path=None)
     if code != 0:
         raise SkunetError(f"dvc repro {' '.join(f'augment@{d}' for d in datasets)} failed (exit {code}); the"
                           " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
