@@ -387,6 +387,12 @@ def test_a_missing_model_says_whether_it_is_trained(tmp_path):
     assert ("- drive/skunet: f1, accuracy, auc not reproduced (no " + str(tmp_path / "metrics" / "drive" / "skunet")
             + ".json: trained, not yet evaluated; `dvc repro evaluate@drive-skunet`)") in text
     assert "chase/unet.json: not yet trained; `dvc repro evaluate@chase-unet` trains and evaluates it)" in text
+    (tmp_path / ".skunet-state").mkdir()
+    (tmp_path / ".skunet-state" / "chase-unet.pt").write_bytes(b"a resume state")
+    _, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
+    assert ("chase/unet.json: in training, stopped after an epoch; `dvc repro evaluate@chase-unet` goes on from "
+            "there and evaluates it)") in text
+    assert "chase/skunet.json: not yet trained;" in text
 
 
 def test_run_check_allow_missing_still_fails_a_compared_cell_out_of_tolerance(tmp_path):

@@ -540,11 +540,20 @@ def missing_models(result: Mapping[str, Any], metrics_dir: Path,
 
 
 def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Path | None = None) -> list[str]:
-    """One line per model with a published (or baseline) value but no metrics file yet."""
+    """One line per model with a published (or baseline) value but no metrics file yet, with the
+    command that makes it. A model not yet trained whose train stage left a resume state in
+    ``.skunet-state/`` (a training stopped, or a lease's piece taken) is said to be in training."""
     lines = []
+    states = Path(metrics_dir).parent / ".skunet-state"
     for m in missing_models(result, metrics_dir, models_dir):
         stage = f"`dvc repro evaluate@{m['dataset']}-{m['model']}`"
-        then = f"; {stage}" if m["why"].startswith("trained") else f"; {stage} trains and evaluates it"
+        if m["why"].startswith("trained"):
+            then = f"; {stage}"
+        elif (states / f"{m['dataset']}-{m['model']}.pt").is_file():
+            m = {**m, "why": "in training, stopped after an epoch"}
+            then = f"; {stage} goes on from there and evaluates it"
+        else:
+            then = f"; {stage} trains and evaluates it"
         lines.append(f"{m['dataset']}/{m['model']}: {', '.join(m['metrics'])} not reproduced (no "
                      f"{Path(metrics_dir) / m['dataset'] / m['model']}.json: {m['why']}{then})")
     return lines
