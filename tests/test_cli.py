@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,8 +19,24 @@ from skunet.cli import lay_out_workspace, main
 PUBLISHED = yaml.safe_load((ROOT / "published" / "paper.yaml").read_text())
 
 
+def record(work):
+    """dvc.lock as `dvc repro` leaves it for the metrics files under `work`: each the output of
+    its evaluate stage, run with this params.yaml's evaluate section."""
+    evaluate = yaml.safe_load((work / "params.yaml").read_text())["evaluate"]
+    stages = {}
+    for path in sorted((work / "metrics").glob("*/*.json")):
+        rel = path.relative_to(work).as_posix()
+        stages[f"evaluate@{path.parent.name}-{path.stem}"] = {
+            "cmd": f"python stages/evaluate.py {path.parent.name} {path.stem}",
+            "params": {"params.yaml": {"evaluate": evaluate}},
+            "outs": [{"path": rel, "hash": "md5", "md5": hashlib.md5(path.read_bytes()).hexdigest()}]}
+    (work / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False))
+    return work
+
+
 def workspace(tmp_path, shift: float = 0.0):
-    """params.yaml, published/paper.yaml and metrics equal to the published values (+ shift)."""
+    """params.yaml, published/paper.yaml and metrics equal to the published values (+ shift),
+    recorded in dvc.lock."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "published").mkdir()
     shutil.copy(ROOT / "published" / "paper.yaml", tmp_path / "published" / "paper.yaml")
@@ -31,7 +48,7 @@ def workspace(tmp_path, shift: float = 0.0):
                 paper["f1"] += shift
             (tmp_path / "metrics" / dataset / f"{model}.json").write_text(
                 json.dumps({"paper": paper, "fov": paper}))
-    return tmp_path
+    return record(tmp_path)
 
 
 def test_check_passes_within_tolerance(tmp_path, capsys):
@@ -67,6 +84,7 @@ def test_check_against_the_smoke_baseline_catches_an_all_background_model(tmp_pa
             paper = dict(values)
             (tmp_path / "metrics" / dataset / f"{model}.json").write_text(json.dumps({"paper": paper}))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    record(tmp_path)
     # the tolerance gate alone, as in an environment other than the recorded one
     tolerance_only = tmp_path / "smoke.yaml"
     tolerance_only.write_text(yaml.safe_dump({k: v for k, v in baseline.items() if k not in ("environment", "exact")}))
@@ -76,6 +94,7 @@ def test_check_against_the_smoke_baseline_catches_an_all_background_model(tmp_pa
     assert ok.value.code == 0
     broken = tmp_path / "metrics" / "chase" / "unet.json"
     broken.write_text(json.dumps({"paper": {**baseline["chase"]["unet"], "f1": 0.0}}))
+    record(tmp_path)
     with pytest.raises(SystemExit) as bad:
         main(args)
     assert bad.value.code == 1
@@ -134,6 +153,7 @@ def test_check_against_a_baseline_recorded_here_holds_every_number(tmp_path, cap
     content = json.loads(path.read_text())
     content["fov"]["f1"] += 1e-9  # far inside every tolerance, but not the same number
     path.write_text(json.dumps(content))
+    record(work)
     with pytest.raises(SystemExit) as moved:
         main(["check", "--workdir", str(work), "--baseline", str(baseline)])
     assert moved.value.code == 1

@@ -23,6 +23,7 @@ from conftest import ROOT, project_copy
 from skunet import lease as L
 from skunet.config import deep_merge, parse_yaml, read_yaml
 from skunet.errors import SkunetError
+from skunet.recorded import other_inputs, same_value
 
 # The tiny profile (params.tiny.yaml), as the README's recipe uses it: small enough for the CPU,
 # long enough (6 epochs) that a deadline can stop a training mid-way.
@@ -132,8 +133,8 @@ def _check_the_partial_run(work: Path, env: dict[str, str]) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     allowed = _run(["skunet", "check", "--allow-missing"], work, env).stdout
     assert "3 model(s) missing, allowed (--allow-missing): a partial run" in allowed
-    assert "- chase/skunet: f1, accuracy, auc not reproduced (no metrics/chase/skunet.json: not yet trained; "
-            "`dvc repro evaluate@chase-skunet` trains and evaluates it)" in allowed
+    assert ("- chase/skunet: f1, accuracy, auc not reproduced (no metrics/chase/skunet.json: not yet trained; "
+            "`dvc repro evaluate@chase-skunet` trains and evaluates it)") in allowed
     strict = subprocess.run(["skunet", "check"], cwd=work, env={**os.environ, **env}, capture_output=True, text=True)
     assert strict.returncode == 1 and "3 model(s) missing, FAIL" in strict.stdout
     subprocess.run(["git", "checkout", "params.yaml"], cwd=work, check=True)
@@ -501,17 +502,17 @@ def test_take_names_a_training_made_from_other_code_or_parameters(tmp_path):
                       {"path": "data/augmented/drive", "md5": "1" * 32 + ".dir"}],
              "params": {"params.yaml": {"models.unet": {"lr": 0.003}, "base.seed": 42}}}
     (tmp_path / ".dvc" / "config").write_text("")  # as the project's: on a lease, a copy without git
-    assert L._other_inputs(tmp_path, entry) == []
+    assert other_inputs(tmp_path, entry) == []
     # bytecode beside the sources is no input (.dvcignore): this machine's, not the lease's
     (models / "__pycache__").mkdir()
     (models / "__pycache__" / "unet.cpython-312.pyc").write_bytes(b"this machine's bytecode")
-    assert L._other_inputs(tmp_path, entry) == []
+    assert other_inputs(tmp_path, entry) == []
     (tmp_path / "stages" / "train.py").write_text("this checkout's code\n")
     (models / "unet.py").write_text("this checkout's model\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"unet": {"lr": 0.002}}, "base": {"seed": 42}}))
-    assert L._other_inputs(tmp_path, entry) == ["stages/train.py", "src/skunet/models", "params.yaml:models.unet"]
+    assert other_inputs(tmp_path, entry) == ["stages/train.py", "src/skunet/models", "params.yaml:models.unet"]
     shutil.rmtree(models)
-    assert L._other_inputs(tmp_path, entry)[1] == "src/skunet/models"
+    assert other_inputs(tmp_path, entry)[1] == "src/skunet/models"
     manifest = {"pieces": [], "trainings": {t: {"status": "finished", "epochs_done": 6} for t in L.ORDER}}
     how = {t: "run cache" for t in L.ORDER} | {"drive-unet": "other code: params.yaml:models.unet"}
     text = L.summary(manifest, how)
@@ -579,9 +580,9 @@ def test_take_reads_params_and_run_cache_entries_as_dvc_does(tmp_path):
     (tmp_path / "params.yaml").write_text("models:\n  unet:\n    lr: 1e-5\n")
     entry = tmp_path / "entry.yaml"
     entry.write_text("cmd: python stages/train.py drive unet\nparams:\n  params.yaml:\n    models.unet:\n      lr: 1e-05\n")
-    assert L._other_inputs(tmp_path, parse_yaml(entry.read_text())) == []
+    assert other_inputs(tmp_path, parse_yaml(entry.read_text())) == []
     (tmp_path / "params.yaml").write_text("models:\n  unet:\n    lr: 1e-4\n")
-    assert L._other_inputs(tmp_path, parse_yaml(entry.read_text())) == ["params.yaml:models.unet"]
+    assert other_inputs(tmp_path, parse_yaml(entry.read_text())) == ["params.yaml:models.unet"]
 
 
 @pytest.mark.slow
@@ -947,10 +948,10 @@ def test_a_lease_packs_the_run_of_its_folders_parameters_not_the_newest(tmp_path
 def test_parameters_equal_in_value_but_of_another_kind_differ_as_dvc_hashes_them(tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  common:\n    min_lr: 0\n")
     entry = {"params": {"params.yaml": {"train.common": {"min_lr": 0.0}}}}
-    assert L._other_inputs(tmp_path, entry) == ["params.yaml:train.common"]
+    assert other_inputs(tmp_path, entry) == ["params.yaml:train.common"]
     (tmp_path / "params.yaml").write_text("train:\n  common:\n    min_lr: 0.0\n")
-    assert L._other_inputs(tmp_path, entry) == []
-    assert not L._same(True, 1) and L._same({"a": [1, 2.0]}, {"a": [1, 2.0]})
+    assert other_inputs(tmp_path, entry) == []
+    assert not same_value(True, 1) and same_value({"a": [1, 2.0]}, {"a": [1, 2.0]})
 
 
 def test_a_damaged_resume_state_is_not_packed_and_one_in_the_pieces_is_left_out_at_home(tmp_path, caplog):

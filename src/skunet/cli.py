@@ -152,8 +152,10 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     always, and number for number where this environment is the one it was recorded in."""
     from skunet.baseline import exact_check, load_baseline
     from skunet.compare import run_check
+    from skunet.recorded import check_metrics_recorded
 
     params = load_params(workdir / "params.yaml")
+    out_of_date = check_metrics_recorded(workdir)  # a metrics file dvc.lock does not record is refused
     if baseline is None:
         reference, tolerances = workdir / "published" / "paper.yaml", params["compare"]["tolerances"]
     elif protocol != "paper":  # its values are protocol `paper`'s: held against fov numbers, they would mean nothing
@@ -170,6 +172,8 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
         exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing)
         print(text, end="")
         code = max(code, exact_code)
+    for line in out_of_date:
+        print(f"note: {line}")
     return code
 
 

@@ -63,6 +63,7 @@ from ruamel.yaml.error import YAMLError
 from skunet.atomic import atomic_file, sweep_temporaries
 from skunet.config import DATASETS, MODELS, parse_yaml
 from skunet.errors import SkunetError, Terminated, os_error_line, reason
+from skunet.recorded import other_inputs
 
 log = logging.getLogger(__name__)
 
@@ -682,75 +683,16 @@ def _data_dep(entry: dict[str, Any], dataset: str) -> str | None:
     return next((dep.get("md5") for dep in entry.get("deps", []) if dep["path"] == f"data/augmented/{dataset}"), None)
 
 
-def _folder_md5(root: Path, path: str) -> str | None:
-    """DVC's md5 of the folder `path` in the checkout at `root` (the models package), made as
-    `dvc status` makes it: .dvcignore heeded, so the bytecode beside the sources is left out.
-    None where the checkout has no such folder."""
-    from dvc.repo import Repo
-    from dvc_data.hashfile.build import build
-
-    if not (root / path).is_dir():
-        return None
-    with Repo(str(root), config={"core": {"no_scm": True}}) as repo:  # a copy without git, too
-        _, _, tree = build(repo.cache.local, repo.fs.join(repo.root_dir, path), repo.fs, "md5",
-                           ignore=repo.dvcignore, dry_run=True)
-    return tree.hash_info.value
-
-
-def _other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], Any] | None = None) -> list[str]:
-    """The files, folders and parameters of a training's run-cache entry that this checkout has
-    otherwise (the lease ran another commit, or params.yaml or a model was edited since): the run
-    cache restores no such training. Files and folders are compared by DVC's md5, the data by
-    the caller. `seen`: what was read of this checkout so far, kept between calls (filled here)."""
-    differ, seen = [], {} if seen is None else seen
-    for dep in entry.get("deps", []):
-        md5, path = str(dep.get("md5", "")), dep["path"]
-        if path.startswith("data/"):
-            continue
-        if md5.endswith(".dir"):
-            if ("folder", path) not in seen:
-                seen["folder", path] = _folder_md5(root, path)
-            here = seen["folder", path]
-        else:
-            here = hashlib.md5((root / path).read_bytes()).hexdigest() if (root / path).is_file() else None
-        if here != md5:
-            differ.append(path)
-    for name, values in (entry.get("params") or {}).items():
-        if ("params", name) not in seen:
-            seen["params", name] = parse_yaml((root / name).read_text()) if (root / name).is_file() else {}
-        for key, value in values.items():
-            here = seen["params", name]
-            for part in key.split("."):
-                here = here.get(part) if isinstance(here, dict) else None
-            if not _same(here, value):
-                differ.append(f"{name}:{key}")
-    return differ
-
-
 def _run_here(root: Path, runs: list[Path], seen: dict[tuple[str, str], Any]) -> tuple[Path | None, list[str]]:
     """The newest of a training's run-cache entries `runs` made from this folder's code and
     parameters, with no differences; else None and what the newest differs in."""
     newest: list[str] = []
     for entry in reversed(runs):  # the newest first
-        differ = _other_inputs(root, parse_yaml(entry.read_text()), seen)
+        differ = other_inputs(root, parse_yaml(entry.read_text()), seen)
         if not differ:
             return entry, []
         newest = newest or differ
     return None, newest or ["no run of it in this folder's DVC cache"]
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as DVC compares parameters: of the same kinds too (0 and 0.0 hash apart)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return _kind(a) == _kind(b) and a == b
-
-
-def _kind(value: Any) -> str:
-    """A YAML scalar's kind, whatever class the parser gave it (ruamel's ScalarFloat is a float)."""
-    return next((k.__name__ for k in (bool, int, float, str) if isinstance(value, k)), type(value).__name__)
 
 
 def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
@@ -799,7 +741,7 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     for training in finished:
         dataset = training.split("-", 1)[0]
         entry = parse_yaml(runs[training][-1].read_text())
-        differ = _other_inputs(root, entry, seen)
+        differ = other_inputs(root, entry, seen)
         if differ:
             how[training] = "other code: " + ", ".join(differ)
             continue
