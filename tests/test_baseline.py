@@ -244,3 +244,48 @@ def test_record_refuses_a_metrics_file_with_a_number_that_is_not_finite(recorded
 def test_an_environment_entry_of_another_type_is_quoted_where_it_reads_the_same():
     assert B.environment_differences({"threads": "2", "cpu": "A"}, {"threads": 2, "cpu": "B"}) == [
         "cpu: A recorded, B here", "threads: '2' recorded, 2 here"]
+
+
+def _params(profile: str = "smoke", lr: float = 0.003) -> dict:
+    return {"base": {"seed": 42, "profile": profile}, "models": {"unet": {"lr": lr}}}
+
+
+def test_a_baseline_records_the_parameters_and_holds_a_run_of_others_to_the_tolerances_only(tmp_path):
+    _write_run(tmp_path / "metrics")
+    path = tmp_path / "smoke.yaml"
+    path.write_text("tolerances: {f1: 0.1}\ndrive:\n  unet: {f1: 0.5}\n")
+    B.record(path, tmp_path / "metrics", _params())
+    baseline = B.load_baseline(path)
+    assert baseline["params"] == B.params_record(_params()) and baseline["params"]["profile"] == "smoke"
+    assert B.exact_check(baseline, tmp_path / "metrics", params=_params())[0] == 0
+    # the same numbers from other parameters would be a coincidence: not held exactly, said why
+    code, text = B.exact_check(baseline, tmp_path / "metrics", params=_params(lr=0.002))
+    assert code == 1 and text.startswith("this workspace's parameters are not the baseline's (the smoke profile, but"
+                                         " params.yaml differs from the one it records)")
+    code, text = B.exact_check(baseline, tmp_path / "metrics", params=_params("tiny"))
+    assert code == 1 and "(profile tiny, not the smoke profile it records)" in text
+    assert B.params_record(_params(lr=0)) != B.params_record(_params(lr=0.0))  # kinds, as DVC hashes them
+
+
+def test_only_a_smoke_workspace_is_recorded_and_added(tmp_path):
+    _write_run(tmp_path / "metrics")
+    path = tmp_path / "smoke.yaml"
+    path.write_text("tolerances: {f1: 0.1}\ndrive:\n  unet: {f1: 0.5}\n")
+    before = path.read_text()
+    with pytest.raises(C.ComparisonInputError, match=r"^ws/params.yaml: base.profile is tiny, and a smoke baseline"
+                                                     r" records a smoke run"):
+        B.record(path, tmp_path / "metrics", _params("tiny"), "ws/params.yaml")
+    assert path.read_text() == before
+    B.record(path, tmp_path / "metrics", _params())
+    _as_if_elsewhere(path, cpu="Another CPU")
+    with pytest.raises(C.ComparisonInputError, match=r"^ws/params.yaml: not the parameters .*smoke.yaml records"):
+        B.add_environment(path, tmp_path / "metrics", _params(lr=0.002), "ws/params.yaml")
+    said = B.add_environment(path, tmp_path / "metrics", _params())
+    assert ": added 96 numbers from " in said and said.endswith("; 2 environments recorded")
+    recorded = path.read_text()
+    said = B.add_environment(path, tmp_path / "metrics", _params())
+    assert said.endswith("is recorded already, with these very numbers: nothing to change") and \
+        path.read_text() == recorded
+    _write_run(tmp_path / "metrics", f1=0.6)
+    assert ": replaced the 96 numbers from " in B.add_environment(path, tmp_path / "metrics", _params())
+    assert B.load_baseline(path)["params"] == B.params_record(_params())

@@ -34,6 +34,14 @@ def record(work):
     return work
 
 
+def as_smoke(work):
+    """The workspace's params.yaml of the smoke profile, as a smoke workspace's is."""
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["base"]["profile"] = "smoke"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return work
+
+
 def workspace(tmp_path, shift: float = 0.0):
     """params.yaml, published/paper.yaml and metrics equal to the published values (+ shift),
     recorded in dvc.lock."""
@@ -141,7 +149,7 @@ def test_check_fails_on_a_deleted_metrics_file_unless_the_run_is_declared_partia
 
 
 def test_check_against_a_baseline_recorded_here_holds_every_number(tmp_path, capsys):
-    work = workspace(tmp_path)
+    work = as_smoke(workspace(tmp_path))
     baseline = tmp_path / "smoke.yaml"
     baseline.write_text("tolerances: {f1: 0.05, accuracy: 0.01, auc: 0.01}\ndrive:\n  unet: {f1: 0.8}\n")
     main(["record-baseline", "--workdir", str(work), "--baseline", str(baseline)])

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from skunet.cli import main
-from test_cli import record, workspace
+from test_cli import as_smoke, record, workspace
 
 
 def _check(work, capsys) -> tuple[int, str, str]:
@@ -83,7 +83,7 @@ def test_metrics_made_before_a_parameter_or_the_code_changed_are_named_out_of_da
 
 
 def test_the_record_is_checked_against_the_smoke_baseline_too(tmp_path, capsys):
-    work = workspace(tmp_path)
+    work = as_smoke(workspace(tmp_path))
     baseline = tmp_path / "smoke.yaml"
     baseline.write_text("tolerances: {f1: 0.05, accuracy: 0.01, auc: 0.01}\ndrive:\n  unet: {f1: 0.8}\n")
     main(["record-baseline", "--workdir", str(work), "--baseline", str(baseline)])
@@ -98,3 +98,29 @@ def test_the_record_is_checked_against_the_smoke_baseline_too(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["check", "--workdir", str(work), "--baseline", str(baseline)])
     assert exit_.value.code == 0
+
+
+def test_record_baseline_refuses_a_tiny_workspace_and_metrics_out_of_date(tmp_path, capsys):
+    (tmp_path / "ws").mkdir()
+    work = workspace(tmp_path / "ws")
+    baseline = tmp_path / "smoke.yaml"
+    baseline.write_text("tolerances: {f1: 0.05}\ndrive:\n  unet: {f1: 0.8}\n")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["base"]["profile"] = "tiny"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(SystemExit) as exit_:
+        main(["record-baseline", "--workdir", str(work), "--baseline", str(baseline)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"error: {work}/params.yaml: base.profile is tiny, and a smoke baseline records"
+                                       " a smoke run: record from a workspace `skunet smoke --workdir DIR` made\n")
+    as_smoke(work)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["evaluate"]["threshold"] = 0.4  # edited after the run
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(SystemExit) as exit_:
+        main(["record-baseline", "--workdir", str(work), "--baseline", str(baseline)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {work}: nothing recorded, as metrics/drive/unet.json,")
+    assert "are out of date: made before params.yaml:evaluate changed" in err
+    assert "exact" not in baseline.read_text()

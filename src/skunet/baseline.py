@@ -14,6 +14,7 @@ Layout::
     drive: {unet: {f1: .., accuracy: .., auc: ..}, ...}     # rounded, protocol `paper`
     chase: {...}
     environment: {python: .., torch: .., ..., cpu: .., threads: ..}
+    params: {profile: smoke, md5: ..}   # the workspace's params.yaml the run was made with
     exact: {drive: {unet: {paper: {f1: .., tp: .., ...}, fov: {...}}, ...}, chase: {...}}
     also:                     # the same run (code, seed) made in other environments
     - {environment: {...}, exact: {...}}
@@ -22,12 +23,17 @@ Layout::
 smoke workspace and keeps the tolerances, so a re-recording shows in the diff number by number (it
 drops ``also``: those were numbers of the code before). ``--add-environment`` adds this
 environment's numbers to ``also`` instead (another CPU, where the same code gives other bits), so
-that CI there holds every number exactly too.
+that CI there holds every number exactly too. Only a smoke workspace whose metrics are the ones
+its dvc.lock records, and up to date, is recorded; a workspace of other parameters (another
+profile, an edited params.yaml: ``params.md5`` differs) is not held to the exact numbers, and says
+so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import math
 import platform
 from pathlib import Path
@@ -73,6 +79,13 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def params_record(params: Mapping[str, Any]) -> dict[str, str]:
+    """What a baseline records of the parameters a run was made with: the profile and the md5 of
+    params.yaml's values (kinds included: 0 and 0.0 differ, as they do to DVC)."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return {"profile": str(params["base"]["profile"]), "md5": hashlib.md5(text.encode()).hexdigest()}
+
+
 def load_baseline(path: Path | str) -> dict[str, Any]:
     """``{"reference": {dataset: {model: {metric: value}}}, "tolerances": {metric: value},
     "environment": {...} or None, "exact": {dataset: {model: {protocol: {name: number}}}} or None,
@@ -107,6 +120,11 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
                                              and isinstance(r.get("exact"), dict) for r in also):
         raise ComparisonInputError(f"{path}: key 'also' must be a list of mappings with 'environment' and 'exact';"
                                    " re-record with `skunet record-baseline --add-environment`")
+    params = data.get("params")
+    if params is not None and not (isinstance(params, dict) and set(params) == {"profile", "md5"}
+                                   and all(isinstance(v, str) for v in params.values())):
+        raise ComparisonInputError(f"{path}: key 'params' must map 'profile' and 'md5' to strings;"
+                                   " re-record with `skunet record-baseline`")
     for where, recorded in [("exact", exact), *((f"also[{i}].exact", r["exact"]) for i, r in enumerate(also))]:
         problem = None if recorded is None else _exact_problem(recorded, where)
         if problem:
@@ -117,6 +135,7 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
         "environment": environment_,
         "exact": exact,
         "also": also,
+        "params": params,
     }
 
 
@@ -173,15 +192,25 @@ def exact_mismatches(exact: Mapping[str, Any], reproduced: Mapping[str, Any]) ->
     return len(recorded), lines
 
 
-def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: bool = False) -> tuple[int, str]:
+def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: bool = False,
+                params: Mapping[str, Any] | None = None) -> tuple[int, str]:
     """Hold the metrics files to the baseline's exact values where the environment matches; with
-    `allow_missing` (a partial run), those of the models that have a metrics file.
+    `allow_missing` (a partial run), those of the models that have a metrics file. `params`: the
+    workspace's parameters; where the baseline records others (another profile, an edited
+    params.yaml), the numbers cannot repeat: 1, and a line that says so.
 
     Returns ``(exit_code, text)``; without exact values, or in another environment, 0 and a
     line saying that only the tolerances apply.
     """
     if baseline["exact"] is None:
         return 0, "the baseline records no exact values: held to the tolerances only\n"
+    if params is not None and baseline.get("params") and params_record(params) != baseline["params"]:
+        here, there = params_record(params)["profile"], baseline["params"]["profile"]
+        which = (f"profile {here}, not the {there} profile it records" if here != there
+                 else f"the {there} profile, but params.yaml differs from the one it records")
+        return 1, (f"this workspace's parameters are not the baseline's ({which}), so its numbers cannot repeat:"
+                   " lay it out again with `skunet smoke --workdir DIR`, or, if the change is intended,"
+                   " re-record with `skunet record-baseline`\n")
     here = environment()
     records = [{"environment": baseline["environment"], "exact": baseline["exact"]}, *baseline.get("also", [])]
     matching = next((r for r in records if not environment_differences(r["environment"], here)), None)
@@ -207,16 +236,19 @@ def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: b
 
 
 def baseline_text(header: list[str], tolerances: Mapping[str, float], runs: Mapping[str, Any],
-                  env: Mapping[str, Any], also: list[dict[str, Any]] | None = None) -> str:
-    """The baseline file: `header` (comment lines), tolerances, rounded values, environment and
-    every number of `runs` (``{dataset: {model: metrics file content}}``), then `also`."""
+                  env: Mapping[str, Any], also: list[dict[str, Any]] | None = None,
+                  params: Mapping[str, str] | None = None) -> str:
+    """The baseline file: `header` (comment lines), tolerances, rounded values, environment, the
+    parameters' record and every number of `runs` (``{dataset: {model: metrics file content}}``),
+    then `also`."""
     lines = [*header, "tolerances: {" + ", ".join(f"{k}: {v}" for k, v in tolerances.items()) + "}"]
     for dataset in DATASETS:
         lines.append(f"{dataset}:")
         for model in MODELS:
             values = runs[dataset][model]["paper"]
             lines.append(f"  {model + ':':16s}{{" + ", ".join(f"{k}: {values[k]:.4f}" for k in GATED_METRICS) + "}")
-    body = {"environment": dict(env), "exact": _exact_of(runs), **({"also": also} if also else {})}
+    body = {"environment": dict(env), **({"params": dict(params)} if params else {}), "exact": _exact_of(runs),
+            **({"also": also} if also else {})}
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, width=100)
 
 
@@ -256,35 +288,63 @@ def _whole_run(metrics_dir: Path) -> dict[str, Any]:
     return runs
 
 
-def record(path: Path, metrics_dir: Path) -> str:
+def _smoke_params(params: Mapping[str, Any] | None, params_path: str) -> dict[str, str] | None:
+    """The record of a smoke workspace's parameters; a workspace of another profile is refused."""
+    if params is None:
+        return None
+    if params["base"]["profile"] != "smoke":
+        raise ComparisonInputError(f"{params_path}: base.profile is {params['base']['profile']}, and a smoke baseline"
+                                   " records a smoke run: record from a workspace `skunet smoke --workdir DIR` made")
+    return params_record(params)
+
+
+def record(path: Path, metrics_dir: Path, params: Mapping[str, Any] | None = None,
+           params_path: str = "params.yaml") -> str:
     """Rewrite the baseline at `path` from the metrics files in `metrics_dir`, in this environment,
     keeping its comment header and tolerances (and dropping `also`: numbers of the code before).
-    Returns a one-line summary."""
+    `params`: the workspace's parameters (read from `params_path`), which must be a smoke
+    profile's; recorded. Returns a one-line summary."""
     old = load_baseline(path)
+    made_with = _smoke_params(params, params_path)
     runs = _whole_run(metrics_dir)
     env = environment()
     with atomic_file(path) as tmp:
-        tmp.write_text(baseline_text(_header(path), old["tolerances"], runs, env))
+        tmp.write_text(baseline_text(_header(path), old["tolerances"], runs, env, params=made_with))
     dropped = len(old["also"])
     return (f"{path}: recorded {len(_numbers(runs))} numbers from {metrics_dir} ({env['cpu']}, {env['threads']} threads)"
             + (f"; dropped the {dropped} other environment{'s' if dropped > 1 else ''} it recorded (record them there"
                " again with --add-environment)" if dropped else ""))
 
 
-def add_environment(path: Path, metrics_dir: Path) -> str:
+def add_environment(path: Path, metrics_dir: Path, params: Mapping[str, Any] | None = None,
+                    params_path: str = "params.yaml") -> str:
     """Add (or replace) this environment's numbers of the same smoke run in the baseline's
-    `also`, leaving the rest as it is. Returns a one-line summary."""
+    `also`, leaving the rest as it is. `params`: the workspace's, which must be those the
+    baseline records (the same run). Returns a one-line summary."""
     old = load_baseline(path)
     if old["exact"] is None:
         raise ComparisonInputError(f"{path}: records no exact values yet; record it with `skunet record-baseline`")
+    made_with = _smoke_params(params, params_path)
+    if made_with and old["params"] and made_with != old["params"]:
+        raise ComparisonInputError(f"{params_path}: not the parameters {path} records (the same run in another"
+                                   " environment is what --add-environment adds): lay the workspace out again with"
+                                   " `skunet smoke --workdir DIR`, or re-record the whole baseline without"
+                                   " --add-environment")
     env = environment()
     if not environment_differences(old["environment"], env):
         raise ComparisonInputError(f"{path}: this environment is the baseline's own; re-record it with"
                                    " `skunet record-baseline` (without --add-environment)")
     runs = _whole_run(metrics_dir)
+    exact = _exact_of(runs)
+    before = next((r for r in old["also"] if not environment_differences(r["environment"], env)), None)
+    if before is not None and before["exact"] == exact:
+        return (f"{path}: this environment ({env['cpu']}, {env['threads']} threads) is recorded already, with these"
+                " very numbers: nothing to change")
     also = [r for r in old["also"] if environment_differences(r["environment"], env)]
-    also.append({"environment": env, "exact": _exact_of(runs)})
+    also.append({"environment": env, "exact": exact})
     with atomic_file(path) as tmp:
-        tmp.write_text(baseline_text(_header(path), old["tolerances"], old["exact"], old["environment"], also))
-    return (f"{path}: added {len(_numbers(runs))} numbers from {metrics_dir} for this environment ({env['cpu']},"
+        tmp.write_text(baseline_text(_header(path), old["tolerances"], old["exact"], old["environment"], also,
+                                     params=old["params"]))
+    did = "replaced the" if before is not None else "added"
+    return (f"{path}: {did} {len(_numbers(runs))} numbers from {metrics_dir} for this environment ({env['cpu']},"
             f" {env['threads']} threads); {len(also) + 1} environments recorded")

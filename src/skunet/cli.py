@@ -169,7 +169,7 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
                             allow_missing=allow_missing)
     print(table)
     if baseline is not None:
-        exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing)
+        exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing, params)
         print(text, end="")
         code = max(code, exact_code)
     for line in out_of_date:
@@ -396,8 +396,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(code)
     if args.command == "record-baseline":
         from skunet.baseline import add_environment, record
+        from skunet.recorded import check_metrics_recorded
 
-        print((add_environment if args.add_environment else record)(args.baseline, args.workdir / "metrics"))
+        params_path = args.workdir / "params.yaml"
+        params = load_params(params_path)
+        out_of_date = check_metrics_recorded(args.workdir)  # numbers dvc.lock does not record are refused
+        if out_of_date:
+            raise SkunetError(f"{args.workdir}: nothing recorded, as {out_of_date[0]}")
+        print((add_environment if args.add_environment else record)(args.baseline, args.workdir / "metrics",
+                                                                   params, str(params_path)))
         return 0
     if args.command in ("lease", "take"):
         return lease_or_take(args)

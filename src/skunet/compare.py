@@ -31,7 +31,7 @@ SLACK = 1e-12
 # Top-level keys of a reference file that are not {dataset: {model: {metric: value}}}: the other
 # methods of the paper's Tables 5/6 (context only), and a baseline's tolerances, environment and
 # exact values, and those of the other environments it records (skunet.baseline).
-CONTEXT_KEYS = ("others", "tolerances", "environment", "exact", "also")
+CONTEXT_KEYS = ("others", "tolerances", "environment", "params", "exact", "also")
 # The metrics a reference may hold: the evaluate stage's scores.
 REFERENCE_METRICS = (*SCORE_NAMES, "auc")
 
