@@ -4,6 +4,7 @@ PNGs and metrics, byte for byte) and every bad input as one line, the other imag
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import re
 import subprocess
@@ -237,7 +238,7 @@ def test_a_bad_npy_prediction_is_one_line(tmp_path, content, problem):
 
 
 @pytest.mark.slow
-def test_evaluate_refuses_a_foreign_out_folder_a_wrong_raw_and_a_bad_reference_before_writing(project, tmp_path):
+def test_evaluate_refuses_a_foreign_out_folder_a_wrong_raw_and_a_bad_reference_before_writing(project, tmp_path, request):
     stage = ["evaluate", "predictions/drive/unet", "--dataset", "drive"]
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -261,6 +262,26 @@ def test_evaluate_refuses_a_foreign_out_folder_a_wrong_raw_and_a_bad_reference_b
     assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "plots", "report.md"]
     assert skunet(*stage, "--out", str(out), cwd=project).returncode == 0  # its own folder: replaced
+    # inside a folder the pipeline (its dvc.yaml) reads or writes: `dvc repro` would take the
+    # files for its own, or delete them with its outputs
+    shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
+    request.addfinalizer((project / "dvc.yaml").unlink)
+    for command in (stage, ["predict", "models/drive/unet.pt", "data/raw/drive/images/01.png"]):
+        for inside in ("plots/figures/mine", "metrics/drive/mine", "src/mine"):
+            assert errors(skunet(*command, "--out", inside, cwd=project)) == [
+                f"error: --out {inside}: inside {inside.split('/')[0]}/, which the pipeline in {project} reads or writes"
+                f" (dvc.yaml), so `dvc repro` would take these files for its own or delete them; give a folder outside"
+                f" it (e.g. {command[0]}-results)"]
+            assert not (project / inside).exists()
+
+
+def test_inputs_that_share_a_stem_are_named_by_their_path_then_their_suffix():
+    from skunet.predict import output_names
+
+    assert output_names([Path("a/01.png"), Path("b/02.png")]) == {Path("a/01.png"): "01", Path("b/02.png"): "02"}
+    assert output_names([Path("x/a.png"), Path("y/a.png")]) == {Path("x/a.png"): "x__a", Path("y/a.png"): "y__a"}
+    assert output_names([Path("x/a.jpg"), Path("x/a.png"), Path("y/a.gif")]) == {
+        Path("x/a.jpg"): "x__a_jpg", Path("x/a.png"): "x__a_png", Path("y/a.gif"): "y__a_gif"}
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from skunet.atomic import atomic_file
-from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, read_yaml, validate
+from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, pipeline_folder, read_yaml, validate
 from skunet.errors import SkunetError, exit_on_error
 
 # The small profiles `skunet smoke` lays over params.yaml, each in a file of its own.
@@ -194,10 +194,22 @@ def _threshold(given: float | None) -> float:
     return load_params(params)["evaluate"]["threshold"] if params.is_file() and Path("dvc.yaml").is_file() else 0.5
 
 
+def _out_of_the_pipeline(out: Path, command: str) -> None:
+    """Refuse an --out inside a folder the pipeline reads or writes (`dvc repro` would take the
+    files for its own inputs, or delete them with its outputs)."""
+    inside = pipeline_folder(out)
+    if inside:
+        root, top = inside
+        raise SkunetError(f"--out {out}: inside {top}/, which the pipeline in {root} reads or writes (dvc.yaml), so"
+                          f" `dvc repro` would take these files for its own or delete them; give a folder outside"
+                          f" it (e.g. {command}-results)")
+
+
 def predict(args: argparse.Namespace) -> int:
     """`skunet predict`: one line per image that could not be segmented, exit status 2 if any."""
     from skunet.predict import segment
 
+    _out_of_the_pipeline(args.out, "predict")
     if args.batch_size < 1:
         raise SkunetError(f"--batch-size {args.batch_size}: give a positive number")
     results = segment(args.checkpoint, args.inputs, args.out, threshold=_threshold(args.threshold), fov=args.fov,
@@ -216,6 +228,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     raw = args.raw or Path("data/raw") / args.dataset
     out = args.out
+    _out_of_the_pipeline(out, "evaluate")
     reference = args.reference or next((p for p in (Path("published/paper.yaml"), PUBLISHED) if p.is_file()), PUBLISHED)
     if not reference.is_file():
         raise SkunetError(f"{reference}: not found; run in the project folder or pass --reference")

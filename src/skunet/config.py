@@ -330,3 +330,28 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], prefix: str
         else:
             merged[key] = value
     return merged
+
+
+def pipeline_folder(path: Path) -> tuple[Path, str] | None:
+    """Where `path` lies inside what a pipeline reads or writes: ``(root, top)`` for the nearest
+    folder `root` above it that holds a dvc.yaml, where `top` (``plots``, ``metrics``, ``src``,
+    ...) is the first part of a path one of its stages reads or writes; None elsewhere. Files
+    written there would be counted as the pipeline's inputs, or deleted with its outputs."""
+    path = Path(path).resolve()
+    for root in path.parents:
+        if not (root / "dvc.yaml").is_file():
+            continue
+        try:
+            stages = parse_yaml((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
+        except (OSError, YAMLError, AttributeError):
+            return None
+        tops = set()
+        for stage in stages.values():
+            for key in ("deps", "outs", "metrics", "plots"):
+                for entry in (stage or {}).get(key) or []:
+                    for name in (entry if isinstance(entry, dict) else [entry]):
+                        tops.add(Path(str(name)).parts[0])
+        top = path.relative_to(root).parts[0]
+        return (root, top) if top in tops else None
+    return None
+

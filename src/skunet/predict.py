@@ -180,6 +180,9 @@ def segment(
     names = output_names(files)
     log.info("segmenting %d image(s) with %s (%s at %d px) on %s", len(files), checkpoint, payload["model"],
              size, device)
+    for path, name in names.items():
+        if name != path.stem:
+            log.info("%s: written as %s_*.png, as another input shares its stem %s", path, name, path.stem)
     results: list[Prediction] = []
     with tqdm(total=len(files), desc="segment", unit="image") as bar:
         for chunk in _batches(files, batch_size):
