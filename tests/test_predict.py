@@ -320,6 +320,9 @@ def test_a_16_bit_colour_image_is_refused_not_read_as_8_bit(tmp_path, suffix):
         read_image(path)
     cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
     assert read_image(path).shape == (40, 40, 3)
+    cv2.imwrite(str(path), (np.random.default_rng(0).random((40, 40)) * 65535).astype(np.uint16))
+    with pytest.raises(SkunetError, match=re.escape(f"{path}: a 16-bit grey image; save it as an 8-bit")):
+        read_image(path)
 
 
 def test_predict_names_an_out_folder_given_as_its_input_and_reads_only_the_pipeline_params(tmp_path, monkeypatch):

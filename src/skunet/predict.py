@@ -99,8 +99,9 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             if getattr(opened, "n_frames", 1) > 1:
                 raise SkunetError(f"{path}: {opened.n_frames} frames; give one image per file")
-            if _stored_wide(opened):  # PIL reads 16-bit colour as 8-bit, silently dropping the low bits
-                raise SkunetError(f"{path}: a 16-bit colour image; save it as an 8-bit RGB or grey image first")
+            if _stored_wide(opened):  # PIL may read 16 bits a channel as 8, silently dropping the low bits
+                kind = "grey" if len(opened.getbands()) == 1 or opened.mode.startswith("I") else "colour"
+                raise SkunetError(f"{path}: a 16-bit {kind} image; save it as an 8-bit RGB or grey image first")
             img = ImageOps.exif_transpose(opened)  # as a viewer shows it (a camera's JPEG may be stored turned)
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
