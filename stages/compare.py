@@ -17,6 +17,7 @@ import json
 
 from skunet.atomic import atomic_dir, atomic_file
 from skunet.audit import PUBLISHED_YAML, check_own_metrics, compare_test_sets, implied_cells, read_published_audit
+from skunet.baseline import environment, environment_differences
 from skunet.checkpoints import run_context, training_summaries
 from skunet.compare import (
     PAPER_RANKING,
@@ -68,8 +69,9 @@ def main() -> None:
                                                     params["compare"]["bootstrap"]).items():
         attach_intervals(results[protocol], by_dataset)
     seeds = load_summary(Path("seeds"), params["base"]["profile"])
+    elsewhere = environment_differences(seeds["environment"], environment()) if seeds and seeds.get("environment") else []
     for result in results.values():
-        attach_seeds(result, seeds, params["base"]["seed"])
+        attach_seeds(result, seeds, params["base"]["seed"], elsewhere)
     audit = read_published_audit(PUBLISHED_YAML)  # the audit stage's verdicts
     audit["implied"] = implied_cells(audit, reproduced)
     audit["self_audit"] = self_audited

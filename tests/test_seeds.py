@@ -69,6 +69,12 @@ def test_cells_show_the_spread_over_seeds(tmp_path):
     assert "(n=2, STALE) |" in stale and "run `skunet seeds` again" in stale  # seed 43 gave 0.57, this run 0.60
     fresh = {"drive": {"skunet": {"paper": {"f1": 0.57, "accuracy": 0.9, "auc": 0.95}}}}
     assert "STALE" not in C.format_table(C.attach_seeds(C.compare(fresh, REFERENCE, TOL), summary, seed=43))
+    # seeds run on another CPU: the same code and seed give other bits there, which is not staleness
+    elsewhere = C.format_table(C.attach_seeds(C.compare(reproduced, REFERENCE, TOL), summary, seed=43,
+                                              elsewhere=["cpu: Intel Xeon recorded, AMD EPYC here"]))
+    assert "STALE" not in elsewhere and "(n=2) |" in elsewhere
+    assert ("The seeds ran in another environment than this run (cpu: Intel Xeon recorded, AMD EPYC here), where"
+            " the same code and seed give other bits") in elsewhere
 
 
 @pytest.mark.parametrize(("cells", "where"), [

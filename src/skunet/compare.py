@@ -394,12 +394,17 @@ def attach_intervals(result: dict[str, Any], intervals: Mapping[str, Mapping[str
     return result
 
 
-def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None, seed: int | None = None) -> dict[str, Any]:
+def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None, seed: int | None = None,
+                 elsewhere: list[str] | None = None) -> dict[str, Any]:
     """`result` with each cell's spread over seeds (`summary`: :func:`skunet.seeds.summarize`,
     or None): ``seeds`` = {mean, sd, min, max, n}, and ``stale`` where the summary holds a value
     for this run's own `seed` that is not the reproduced one (the seeds ran another version of the
-    code or data). Changed in place and returned."""
+    code or data). `elsewhere`: how the environment the seeds ran in differs from this run's (see
+    :func:`skunet.baseline.environment_differences`), where it does: there the same code and seed
+    give other bits, so no cell is stale, and ``seeds_elsewhere`` says why. Changed in place and
+    returned."""
     result["seeds"] = None if not summary else summary["seeds"]
+    result["seeds_elsewhere"] = list(elsewhere or []) if summary else []
     for dataset, block in result["datasets"].items():
         for model, cells in block["cells"].items():
             for metric, cell in cells.items():
@@ -407,7 +412,8 @@ def attach_seeds(result: dict[str, Any], summary: Mapping[str, Any] | None, seed
                     .get(result["protocol"], {}).get(metric)
                 if spread:
                     own = spread["values"].get(str(seed))
-                    stale = own is not None and cell["reproduced"] is not None and own != cell["reproduced"]
+                    stale = (not elsewhere and own is not None and cell["reproduced"] is not None
+                             and own != cell["reproduced"])
                     cell["seeds"] = {**{k: spread[k] for k in ("mean", "sd", "min", "max")},
                                      "n": len(spread["values"]), "stale": stale}
     return result
@@ -514,7 +520,10 @@ def format_table(result: Mapping[str, Any]) -> str:
                   "(`skunet seeds`, seeds/<profile>.json); the reproduced column is the run with "
                   "params.yaml's seed." + (" STALE: the seeds gave this run's own seed another value, so "
                                            "they ran another version of the code or data; run `skunet seeds` "
-                                           "again." if stale else ""), ""]
+                                           "again." if stale else "")
+                  + (" The seeds ran in another environment than this run (" + "; ".join(result["seeds_elsewhere"])
+                     + "), where the same code and seed give other bits: the spread is theirs, the reproduced"
+                     " column this machine's own." if result.get("seeds_elsewhere") else ""), ""]
     lines.append(f"protocol `{result['protocol']}`: " + summary_line(result))
     return "\n".join(lines) + "\n"
 

@@ -120,9 +120,13 @@ def collect(cwd: Path, profile: str) -> Path:
     if not runs:
         raise SkunetError(f"{cwd}: no finished experiment named {PREFIX}<n>; run `skunet seeds queue` and "
                           "`dvc queue start` first (`dvc queue status` shows how they stand)")
+    from skunet.baseline import environment
+
     path = cwd / SEEDS_DIR / f"{profile}.json"
+    # where the seeds ran: on another CPU or library set the same seed gives other bits
+    summary = {**summarize(runs, profile), "environment": environment()}
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(summarize(runs, profile), indent=2) + "\n")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return path
 
 
@@ -148,6 +152,8 @@ def load_summary(seeds_dir: Path, profile: str) -> dict[str, Any] | None:
         summary = json.loads(path.read_text())
         if summary["profile"] != profile or not isinstance(summary["cells"], dict):
             raise ValueError("not a seeds summary of this profile")
+        if not isinstance(summary.get("environment", {}), dict):
+            raise ValueError("'environment' is not a mapping")
         for where, spread in _spreads(summary["cells"]):
             if not (isinstance(spread, dict) and isinstance(spread.get("values"), dict)
                     and all(isinstance(spread.get(k), (int, float)) for k in ("mean", "sd", "min", "max"))):
