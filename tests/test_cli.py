@@ -229,3 +229,22 @@ def test_skunet_audit_prints_every_published_row_and_recomputes_its_verdicts(tmp
     assert "| DRIVE | 3 | skunet | 0.9699 | 0.8291 | ✓ | ✓ | ✗ | ✗ |" in out["published"][2]
     assert out["changed"][2].startswith("| DRIVE | 3 | skunet | 0.9999 | 0.8291 | ✗ | ✗ | ✗ | ✗ |")
     assert out["changed"][:2] == out["published"][:2] and out["changed"][3:] == out["published"][3:]
+
+
+@pytest.mark.parametrize(("overlay", "error"), [
+    ("train:\n  common:\n    epochs: 0\n", "error: params.yaml + params.tiny.yaml: train.common.epochs = 0: "),
+    ("evaluate:\n  threshhold: 0.4\n", "error: params.tiny.yaml: unknown key 'evaluate.threshhold' (not in params.yaml);"
+                                       " fix the spelling there"),
+])
+def test_smoke_with_a_bad_overlay_writes_nothing(tmp_path, overlay, error):
+    """A workspace half laid out would hold the paper profile's params.yaml: `dvc repro` there
+    would start the paper-size run."""
+    from conftest import project_copy
+
+    project = project_copy(tmp_path / "project")
+    (project / "params.tiny.yaml").write_text(overlay)
+    result = subprocess.run([sys.executable, "-m", "skunet", "smoke", "--workdir", str(tmp_path / "ws"), "--profile",
+                             "tiny", "--no-repro"], cwd=project, env={**os.environ, "PYTHONPATH": str(project / "src")},
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith(error) and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "ws").exists()

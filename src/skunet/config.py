@@ -319,14 +319,19 @@ def check_model(name: str) -> str:
     return name
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict:
-    """`base` with `override` laid over it; an override key that `base` lacks is an error."""
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], prefix: str = "",
+               source: str = "override") -> dict:
+    """`base` with `override` (read from `source`) laid over it; an override key that `base`
+    lacks is an error naming `source`."""
+    if not isinstance(override, Mapping):
+        raise SkunetError(f"{source}: expected a mapping of params.yaml's keys to new values, got"
+                          f" {type(override).__name__}; fix it there")
     merged = dict(base)
     for key, value in override.items():
         if key not in base:
-            raise SkunetError(f"override: unknown key '{prefix}{key}' (not in params.yaml)")
+            raise SkunetError(f"{source}: unknown key '{prefix}{key}' (not in params.yaml); fix the spelling there")
         if isinstance(value, Mapping) and isinstance(base[key], Mapping):
-            merged[key] = deep_merge(base[key], value, f"{prefix}{key}.")
+            merged[key] = deep_merge(base[key], value, f"{prefix}{key}.", source)
         else:
             merged[key] = value
     return merged
