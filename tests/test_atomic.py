@@ -89,7 +89,7 @@ def test_read_array_and_read_json_name_the_file_and_the_stage(tmp_path):
         with pytest.raises(SkunetError) as err:
             read()
         assert message in str(err.value) and "\n" not in str(err.value)
-        assert str(err.value).endswith("re-run `dvc repro -f resize@drive` to write it again")
+        assert str(err.value).endswith("re-run `dvc repro -f -s resize@drive` to write it again")
     with pytest.raises(SkunetError, match=r"x.npy: missing; run `dvc repro resize@drive` first$"):
         read_array(tmp_path / "x.npy", "resize@drive")
     assert read_json(tmp_path / "l.json", "s", kind=list) == ["drive"]

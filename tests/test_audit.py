@@ -170,8 +170,8 @@ def test_the_committed_audit_is_what_the_audit_stage_computes_now(published, tmp
     with pytest.raises(A.AuditInputError, match=r"audits other published values than .*paper.yaml's; run `dvc repro audit`"):
         A.read_published_audit(tmp_path / "paper.yaml", committed)
     for content, message in ((None, "not found; run `dvc repro audit`"),
-                             ("{", r"unreadable \(.*\); run `dvc repro -f audit`"),
-                             ('{"rows": 3}', "not as the audit stage writes it; run `dvc repro -f audit`")):
+                             ("{", r"unreadable \(.*\); run `dvc repro -f -s audit`"),
+                             ('{"rows": 3}', "not as the audit stage writes it; run `dvc repro -f -s audit`")):
         damaged = tmp_path / "audit.json"
         damaged.unlink(missing_ok=True)
         if content is not None:

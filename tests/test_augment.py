@@ -287,7 +287,7 @@ def test_the_augment_stage_names_a_truncated_resized_array(tmp_path, name):
     resized = _resized_project(tmp_path)
     (resized / name).write_bytes((resized / name).read_bytes()[:-500])
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: truncated",
-                   "re-run `dvc repro -f resize@drive`")
+                   "re-run `dvc repro -f -s resize@drive`")
     assert not (tmp_path / "data" / "augmented" / "drive").exists()
 
 
@@ -300,7 +300,7 @@ def test_the_augment_stage_names_a_resized_array_of_the_wrong_shape(tmp_path, na
     resized = _resized_project(tmp_path)
     np.save(resized / name, change(np.load(resized / name)))
     one_line_error(run_stage("augment.py", "drive", cwd=tmp_path), f"data/resized/drive/{name}: {problem}",
-                   "re-run `dvc repro -f resize@drive`")
+                   "re-run `dvc repro -f -s resize@drive`")
     assert not (tmp_path / "data" / "augmented" / "drive").exists()
 
 

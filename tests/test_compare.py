@@ -104,7 +104,7 @@ def test_a_metrics_file_without_a_number_is_named_not_called_missing(tmp_path, e
     reference = tmp_path / "ref.yaml"
     reference.write_text("drive:\n  unet: {f1: 0.8, accuracy: 0.9}\n")
     with pytest.raises(C.ComparisonInputError, match=r"metrics/drive/unet.json: no number at 'paper.f1' .*"
-                                                     r"re-run `dvc repro -f evaluate@drive-unet`"):
+                                                     r"re-run `dvc repro -f -s evaluate@drive-unet`"):
         C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
 
 
@@ -120,7 +120,7 @@ def test_a_metrics_file_with_a_score_out_of_range_or_damaged_is_named(tmp_path, 
     (tmp_path / "metrics" / "drive" / "unet.json").write_text(content if isinstance(content, str) else json.dumps(content))
     reference = tmp_path / "ref.yaml"
     reference.write_text("drive:\n  unet: {f1: 0.8, accuracy: 0.9}\n")
-    with pytest.raises(C.ComparisonInputError, match=r"metrics/drive/unet.json: " + problem + r".*`dvc repro -f"
+    with pytest.raises(C.ComparisonInputError, match=r"metrics/drive/unet.json: " + problem + r".*`dvc repro -f -s"
                                                      r" evaluate@drive-unet`"):
         C.run_check(tmp_path / "metrics", reference, {"f1": 0.02, "accuracy": 0.01})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -45,6 +46,9 @@ def _bad(path: str, value):
         ("models.skunet.sk.kernels", [3, 4], r"models.skunet.sk.kernels.1 = 4: must be odd for 'same' padding"),
         ("models.skunet.depth", 9, "models.skunet.depth = 9: input should be less than or equal to 8"),
         ("base.seed", True, "base.seed = True: input should be a valid integer"),
+        ("base.seed", 10**23, "base.seed = 100000000000000000000000: input should be less than 4294967296"),
+        ("compare.bootstrap.seed", 2**32, "compare.bootstrap.seed = 4294967296: input should be less than 4294967296"),
+        ("resize.drive.input_size", 40000, "resize.drive.input_size = 40000: input should be less than or equal to 4096"),
         ("augment.transforms", "all", "augment.transforms = 'all': input should be a valid list"),
         ("augment.copies", 10, r"unknown key 'augment.copies' \(allowed here: transforms\)"),
     ],
@@ -144,3 +148,13 @@ def test_each_network_takes_its_own_settings_and_the_keep_rate_of_its_dataset():
             assert model_config(params, dataset, model).dropblock.keep_prob == keep
     assert model_config(params, "chase", "skunet").dropblock.keep_prob == 0.80  # the paper's rates
     assert model_config(params, "drive", "skunet").dropblock.keep_prob == 0.85
+
+
+@pytest.mark.parametrize(("text", "what"), [("", "empty"), ("- base\n", "a list"), ("42\n", "an int")])
+def test_a_params_file_without_sections_says_what_belongs_there(tmp_path, text, what):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(SkunetError, match=re.escape(
+            f"params.yaml: {what}, where a mapping of sections (base, download, resize, augment, split, train, models,"
+            " evaluate, compare) belongs; restore it (`git checkout params.yaml`)")):
+        load_params(tmp_path / "params.yaml")
+

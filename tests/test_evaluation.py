@@ -102,7 +102,7 @@ def test_damaged_resized_data_names_the_file_and_the_stage(tmp_path, resized, na
         evaluate_model(torch.nn.Conv2d(3, 1, 1), resized, tmp_path / "pred", tmp_path / "m.json",
                        tmp_path / "plots", "drive/unet", threshold=0.5, curve_points=50, device=torch.device("cpu"))
     assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
-    assert str(err.value).endswith("re-run `dvc repro -f resize@drive` to write it again")
+    assert str(err.value).endswith("re-run `dvc repro -f -s resize@drive` to write it again")
     assert not (tmp_path / "pred").exists() and not (tmp_path / "m.json").exists()
 
 
@@ -114,5 +114,5 @@ def test_the_evaluate_stage_names_a_truncated_resized_array(tmp_path, resized):
     array = tmp_path / "data" / "resized" / "drive" / "test_fov_native.npy"
     array.write_bytes(array.read_bytes()[:-100])
     one_line_error(run_stage("evaluate.py", "drive", "unet", cwd=tmp_path),
-                   "data/resized/drive/test_fov_native.npy: truncated", "`dvc repro -f resize@drive`")
+                   "data/resized/drive/test_fov_native.npy: truncated", "`dvc repro -f -s resize@drive`")
     assert not (tmp_path / "predictions").exists() and not (tmp_path / "metrics").exists()

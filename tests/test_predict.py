@@ -308,7 +308,7 @@ def test_predict_refuses_a_checkpoint_without_a_usable_input_size(project, tmp_p
     result = skunet("predict", str(tmp_path / "edited.pt"), "data/raw/drive/images/01.png", "--out",
                     str(tmp_path / "out"), cwd=project)
     assert errors(result) == [f"error: {tmp_path / 'edited.pt'}: records no usable input size ({size!r}); re-run"
-                              " its train stage (`dvc repro -f train@<dataset>-<model>`)"]
+                              " its train stage (`dvc repro -f -s train@<dataset>-<model>`)"]
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

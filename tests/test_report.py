@@ -209,7 +209,7 @@ def test_skunet_readme_refuses_a_results_file_not_as_compare_writes_it(tmp_path,
     written = readme.read_text()
     edit(data)
     (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
-    with pytest.raises(SkunetError, match=r"reports/results.json: " + problem + r".*run `dvc repro -f compare`$"):
+    with pytest.raises(SkunetError, match=r"reports/results.json: " + problem + r".*run `dvc repro -f -s compare`$"):
         update_readme(tmp_path, tmp_path)
     assert readme.read_text() == written
 
@@ -344,7 +344,7 @@ def test_the_self_audit_fails_the_compare_stage_on_altered_counts(tmp_path):
     content["paper"]["tn"] += 1
     path.write_text(json.dumps(content))
     line = one_line_error(run_stage("compare.py", cwd=tmp_path), "metrics/drive/unet.json: self-audit failed",
-                          "drive/paper: fp + tn", "dvc repro -f evaluate@drive-unet")
+                          "drive/paper: fp + tn", "dvc repro -f -s evaluate@drive-unet")
     assert "\n" not in line
 
 

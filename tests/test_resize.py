@@ -54,7 +54,7 @@ def test_the_resize_stage_names_a_raw_image_of_another_size(tmp_path):
     Image.fromarray(np.zeros((100, 80), np.uint8)).save(raw / "labels" / "02.png")  # a test label
     result = run_stage("resize.py", "drive", cwd=tmp_path)
     one_line_error(result, "data/raw/drive/labels/02.png: 100 x 80 pixels (H x W), expected 584 x 565",
-                   "re-run `dvc repro -f download@drive`")
+                   "re-run `dvc repro -f -s download@drive`")
     assert not (tmp_path / "data" / "resized").exists() or not any((tmp_path / "data" / "resized").iterdir())
 
 
@@ -66,7 +66,7 @@ def test_the_resize_stage_names_a_malformed_manifest(tmp_path, damage, message):
     raw = _project(tmp_path)
     (raw / "manifest.json").write_text(damage)
     result = run_stage("resize.py", "drive", cwd=tmp_path)
-    one_line_error(result, f"data/raw/drive/manifest.json: {message}", "re-run `dvc repro -f download@drive`")
+    one_line_error(result, f"data/raw/drive/manifest.json: {message}", "re-run `dvc repro -f -s download@drive`")
 
 
 def test_the_resize_stage_names_a_truncated_raw_image(tmp_path):
@@ -74,4 +74,4 @@ def test_the_resize_stage_names_a_truncated_raw_image(tmp_path):
     png = raw / "images" / "21.png"
     png.write_bytes(png.read_bytes()[:200])
     one_line_error(run_stage("resize.py", "drive", cwd=tmp_path), "data/raw/drive/images/21.png: unreadable image",
-                   "re-run `dvc repro -f download@drive`")
+                   "re-run `dvc repro -f -s download@drive`")

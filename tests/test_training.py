@@ -501,7 +501,7 @@ def test_a_bad_checkpoint_is_one_line_in_every_reader(tmp_path, case):
             read()
         text = str(err.value)
         assert "\n" not in text and text.startswith(str(path)) and message in text, text
-        assert text.endswith("re-run `dvc repro -f train@drive-unet`"), text
+        assert text.endswith("re-run `dvc repro -f -s train@drive-unet`"), text
 
 
 def _flip_in_largest_entry(path: Path) -> None:
@@ -548,7 +548,7 @@ def test_the_evaluate_stage_refuses_a_bad_checkpoint_in_one_line(tmp_path, case)
         _checkpoint(checkpoint, **BAD_CHECKPOINTS[case][0])
     write_params(tmp_path)
     result = run_stage("evaluate.py", "drive", "unet", cwd=tmp_path)
-    line = one_line_error(result, "models/drive/unet.pt", "re-run `dvc repro -f train@drive-unet`")
+    line = one_line_error(result, "models/drive/unet.pt", "re-run `dvc repro -f -s train@drive-unet`")
     assert "weights_only" not in result.stderr and not marker.exists()
     if case == "runs_code":
         assert "not a checkpoint this project wrote" in line and "not loaded" in line
@@ -605,7 +605,7 @@ def test_damaged_augmented_data_names_the_file_and_the_stage(tmp_path, damage):
         run(tmp_path, data)
     text = str(err.value)
     assert "\n" not in text and text.startswith(str(data / name)), text
-    assert text.endswith("re-run `dvc repro -f augment@drive` to write it again"), text
+    assert text.endswith("re-run `dvc repro -f -s augment@drive` to write it again"), text
 
 
 @pytest.mark.slow

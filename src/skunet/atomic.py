@@ -101,7 +101,7 @@ def missing_output(path: Path, stage: str) -> SkunetError:
 
 def damaged_output(path: Path, problem: str, stage: str) -> SkunetError:
     """The error for an input that is there but unusable (truncated, malformed, edited)."""
-    return SkunetError(f"{path}: {problem}; re-run `dvc repro -f {stage}` to write it again")
+    return SkunetError(f"{path}: {problem}; re-run `dvc repro -f -s {stage}` to write it again")
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

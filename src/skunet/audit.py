@@ -357,11 +357,11 @@ def read_published_audit(reference: Path, path: Path = PUBLISHED_AUDIT_JSON) -> 
     except FileNotFoundError:
         raise AuditInputError(f"{path}: not found; {again}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AuditInputError(f"{path}: unreadable ({reason(err)}); {again.replace('repro', 'repro -f')}") from None
+        raise AuditInputError(f"{path}: unreadable ({reason(err)}); {again.replace('repro', 'repro -f -s')}") from None
     rows = data.get("rows") if isinstance(data, dict) else None
     if (not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)
             or not isinstance(data.get("assumptions"), dict)):
-        raise AuditInputError(f"{path}: not as the audit stage writes it; {again.replace('repro', 'repro -f')}")
+        raise AuditInputError(f"{path}: not as the audit stage writes it; {again.replace('repro', 'repro -f -s')}")
     audited = [(r.get("dataset"), r.get("method"), r.get("table"), r.get("scores")) for r in rows]
     if audited != [tuple(row) for row in reference_rows(read_yaml_file(reference), reference)]:
         raise AuditInputError(f"{path}: audits other published values than {reference}'s; {again}")
@@ -624,10 +624,10 @@ def check_own_metrics(reproduced: Mapping[str, Mapping[str, Any]],
                 try:
                     problems = self_audit(dataset, protocol, content.get(protocol, {}), (p, n))
                 except AuditInputError as err:
-                    raise SkunetError(f"{path}: {err}; run `dvc repro -f evaluate@{dataset}-{model}`") from None
+                    raise SkunetError(f"{path}: {err}; run `dvc repro -f -s evaluate@{dataset}-{model}`") from None
                 if problems:
                     raise SkunetError(f"{path}: self-audit failed, {problems[0]}: the evaluation miscounts;"
-                                      f" fix it, then run `dvc repro -f evaluate@{dataset}-{model}`")
+                                      f" fix it, then run `dvc repro -f -s evaluate@{dataset}-{model}`")
                 passed.append(f"{dataset}/{model}/{protocol}")
     return passed
 

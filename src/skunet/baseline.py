@@ -284,7 +284,7 @@ def _whole_run(metrics_dir: Path) -> dict[str, Any]:
     if bad:
         dataset, model, key = bad.split(".", 2)
         raise ComparisonInputError(f"{metrics_dir / dataset / model}.json: '{key}' is not a finite number; run its"
-                                   f" evaluate stage again (dvc repro -f evaluate@{dataset}-{model})")
+                                   f" evaluate stage again (dvc repro -f -s evaluate@{dataset}-{model})")
     return runs
 
 

@@ -167,7 +167,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[tor
     hidden by a second `eval()` here.
     """
     stage = _train_stage(path)
-    remedy = f"re-run `dvc repro -f {stage}`"
+    remedy = f"re-run `dvc repro -f -s {stage}`"
     if path.is_dir():
         raise SkunetError(f"{path}: a folder, not a checkpoint; give the .pt file the train stage wrote"
                           " (models/<dataset>/<model>.pt)")

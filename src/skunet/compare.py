@@ -132,19 +132,19 @@ def _check_metrics(content: Mapping[str, Any], metrics: Iterable[str], path: Pat
         scores = content.get(protocol)
         if protocol in content and not isinstance(scores, Mapping):
             raise ComparisonInputError(f"{path}: '{protocol}' is not an object of metrics (got {scores!r}); re-run"
-                                       f" `dvc repro -f {stage}` to write it again")
+                                       f" `dvc repro -f -s {stage}` to write it again")
         if not isinstance(scores, Mapping):
             continue
         for metric in metrics:
             value = scores.get(metric)
             if not _is_number(value):
                 raise ComparisonInputError(f"{path}: no number at '{protocol}.{metric}' (got {value!r}); re-run"
-                                           f" `dvc repro -f {stage}` to write it again")
+                                           f" `dvc repro -f -s {stage}` to write it again")
         for metric in REFERENCE_METRICS:  # a score is a fraction: anything else is a damaged file
             value = scores.get(metric)
             if _is_number(value) and not 0 <= value <= 1:
                 raise ComparisonInputError(f"{path}: '{protocol}.{metric}' is {value!r}, not a score in [0, 1]; re-run"
-                                           f" `dvc repro -f {stage}` to write it again")
+                                           f" `dvc repro -f -s {stage}` to write it again")
 
 
 def load_reproduced(
@@ -170,7 +170,7 @@ def load_reproduced(
             try:
                 content = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
-                raise ComparisonInputError(f"{path}: not readable as JSON ({err}); re-run `dvc repro -f"
+                raise ComparisonInputError(f"{path}: not readable as JSON ({err}); re-run `dvc repro -f -s"
                                            f" evaluate@{dataset}-{model}` to write it again") from None
             if not isinstance(content, dict):
                 raise ComparisonInputError(

@@ -110,7 +110,8 @@ class DownloadParams(Schema):
 
 
 class ResizeParams(Schema):
-    input_size: Annotated[int, Field(ge=16)]
+    # up to 4096: the archives' images are 565-999 px wide; one 4096 px augmented copy alone is 48 MiB
+    input_size: Annotated[int, Field(ge=16, le=4096)]
 
 
 class SplitParams(Schema):
@@ -193,9 +194,13 @@ class Tolerances(Schema):
     auc: Annotated[float, Field(ge=0)]
 
 
+# A seed below 2**32, as NumPy's and PyTorch's generators (and every tool that passes them on) take.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 class BootstrapParams(Schema):
     n_resamples: Annotated[int, Field(ge=100)]
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     confidence: Fraction
 
 
@@ -205,7 +210,7 @@ class CompareParams(Schema):
 
 
 class BaseParams(Schema):
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     profile: Literal["paper", "smoke", "tiny"]
 
 
@@ -243,7 +248,9 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> None:
     try:
         Params.model_validate(params)
     except ValidationError as err:
-        raise SkunetError(f"{source}: {describe(err, Params)}") from None
+        whole = any(not e["loc"] for e in err.errors())
+        raise SkunetError(f"{source}: {describe(err, Params)}"
+                          + ("; restore it (`git checkout params.yaml`)" if whole else "")) from None
 
 
 def describe(err: ValidationError, schema: type[BaseModel]) -> str:
@@ -257,9 +264,13 @@ def describe(err: ValidationError, schema: type[BaseModel]) -> str:
         return f"unknown key '{key}' (allowed here: {allowed}); fix the spelling"
     if first["type"] == "missing":
         return f"missing key '{key}'; add it (see README)"
+    if not key:  # the whole file: empty, or a list or a value instead of sections
+        kind = type(first["input"]).__name__
+        what = "empty" if first["input"] is None else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        return f"{what}, where a mapping of sections ({', '.join(schema.model_fields)}) belongs"
     message = first["msg"].removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
-    return f"{key} = {first['input']!r}: {message}" if key else message
+    return f"{key} = {first['input']!r}: {message}"
 
 
 def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:

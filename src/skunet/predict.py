@@ -168,7 +168,7 @@ def segment(
     size = payload.get("input_size")
     if not isinstance(size, int) or isinstance(size, bool) or size < MIN_SIDE:
         raise SkunetError(f"{checkpoint}: records no usable input size ({size!r}); re-run its train stage"
-                          " (`dvc repro -f train@<dataset>-<model>`)")
+                          " (`dvc repro -f -s train@<dataset>-<model>`)")
     files = image_files(inputs, out_dir)
     made = not out_dir.exists()
     try:

@@ -318,11 +318,11 @@ def read_results(root: Path | str) -> dict[str, Any]:
     except FileNotFoundError:
         raise SkunetError(f"{path} not found: run `dvc repro` (or `skunet smoke`) first") from None
     except (OSError, ValueError) as err:
-        raise SkunetError(f"{path}: not readable as JSON ({err}); run `dvc repro -f compare`") from None
+        raise SkunetError(f"{path}: not readable as JSON ({err}); run `dvc repro -f -s compare`") from None
     absent = [key for key in RESULTS_KEYS if key not in data] if isinstance(data, dict) else ["protocols"]
     if absent or not isinstance(data["protocols"], dict):
         raise SkunetError(f"{path}: not the compare stage's results (no '{(absent or ['protocols'])[0]}'); run"
-                          " `dvc repro -f compare`")
+                          " `dvc repro -f -s compare`")
     return data
 
 
@@ -330,7 +330,7 @@ def damaged_results(path: Path | str, err: Exception) -> SkunetError:
     """The error for a results.json whose layout is not the compare stage's (edited by hand, or
     written by another version), found while it is read."""
     return SkunetError(f"{path}: not as the compare stage writes it ({type(err).__name__}: {reason(err)});"
-                       " run `dvc repro -f compare`")
+                       " run `dvc repro -f -s compare`")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ the ROC curve tables, a test image's predictions beside its image, label and FOV
 image's confusion counts and 8-bit score histograms (for the bootstrap), the pixels inside the
 FOV masks (for the self-audit) and the second observer's counts (the human reference).
 
-A file that is not what its stage writes is one line naming it and the `dvc repro -f` to run.
+A file that is not what its stage writes is one line naming it and the `dvc repro -f -s` to run.
 """
 
 from __future__ import annotations

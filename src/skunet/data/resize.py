@@ -40,7 +40,7 @@ def _stack(raw_dir: Path, ids: list[str], kind: str, size: int | None, native: t
     for i in ids:
         path = raw_dir / kind / f"{i}.png"
         pixels = read_png(path, mode, stage)
-        check_size(path, pixels, native, f"re-run `dvc repro -f {stage}`")
+        check_size(path, pixels, native, f"re-run `dvc repro -f -s {stage}`")
         if kind != "images":
             pixels = (pixels > 127).astype(np.uint8)
         if size is not None:
