@@ -204,8 +204,9 @@ def exact_check(baseline: Mapping[str, Any], metrics_dir: Path, allow_missing: b
     """
     if baseline["exact"] is None:
         return 0, "the baseline records no exact values: held to the tolerances only\n"
-    if params is not None and baseline.get("params") and params_record(params) != baseline["params"]:
-        here, there = params_record(params)["profile"], baseline["params"]["profile"]
+    made_with = None if params is None else params_record(params)
+    if made_with and baseline.get("params") and made_with != baseline["params"]:
+        here, there = made_with["profile"], baseline["params"]["profile"]
         which = (f"profile {here}, not the {there} profile it records" if here != there
                  else f"the {there} profile, but params.yaml differs from the one it records")
         return 1, (f"this workspace's parameters are not the baseline's ({which}), so its numbers cannot repeat:"

@@ -47,6 +47,11 @@ def folder_md5(root: Path, path: str) -> str | None:
     return tree.hash_info.value
 
 
+def _file_md5(path: Path) -> str | None:
+    """A file's md5, as DVC 3 records it (of its bytes); None where there is no such file."""
+    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], Any] | None = None,
                  missing_differs: bool = True) -> list[str]:
     """The files, folders and parameters of a stage's run (a dvc.lock or run-cache entry) that the
@@ -60,12 +65,10 @@ def other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], 
         md5, path = str(dep.get("md5", "")), dep["path"]
         if path.startswith("data/"):
             continue
-        if md5.endswith(".dir"):
-            if ("folder", path) not in seen:
-                seen["folder", path] = folder_md5(root, path)
-            here = seen["folder", path]
-        else:
-            here = hashlib.md5((root / path).read_bytes()).hexdigest() if (root / path).is_file() else None
+        kind = "folder" if md5.endswith(".dir") else "file"
+        if (kind, path) not in seen:
+            seen[kind, path] = folder_md5(root, path) if kind == "folder" else _file_md5(root / path)
+        here = seen[kind, path]
         if here != md5 and (here is not None or missing_differs):
             differ.append(path)
     for name, values in (entry.get("params") or {}).items():
@@ -96,11 +99,13 @@ def _lock_stages(root: Path) -> dict[str, Any]:
 def check_metrics_recorded(root: Path) -> list[str]:
     """Refuse (SkunetError, one line) the first ``metrics/<dataset>/<model>.json`` under `root`
     that dvc.lock does not record as the output of ``evaluate@<dataset>-<model>``, byte for byte
-    (md5): such numbers did not come from the run dvc.lock describes. Return one line per metrics
-    file (grouped by what changed) that did, but whose inputs changed since (parameters, code or the model, along the chain
-    download -> resize -> augment -> train -> evaluate, as far as this checkout has them): the
-    numbers stand for an earlier state of the project, and `dvc repro` brings them up to date."""
+    (md5): such numbers did not come from the run dvc.lock describes. Return one line per group of
+    metrics files that did, but whose inputs changed since (parameters, code or the model, along
+    the chain download -> resize -> augment -> train -> evaluate, as far as this checkout has
+    them), grouped by what changed: the numbers stand for an earlier state of the project, and
+    `dvc repro` brings them up to date."""
     stages, seen = _lock_stages(root), {}
+    by_stage: dict[str, list[str]] = {}  # each stage's changed inputs, asked once (a data stage serves 3 models)
     stale: dict[tuple[str, ...], list[str]] = {}
     for dataset in DATASETS:
         for model in MODELS:
@@ -113,14 +118,15 @@ def check_metrics_recorded(root: Path) -> list[str]:
             if recorded is None:
                 raise SkunetError(f"{rel}: dvc.lock records no {stage} that wrote it, so nothing says how it was made;"
                                   f" run `dvc repro {stage}` (or `git checkout` it together with dvc.lock)")
-            if hashlib.md5((root / rel).read_bytes()).hexdigest() != recorded:
+            if _file_md5(root / rel) != recorded:
                 raise SkunetError(f"{rel}: not the file dvc.lock records for {stage} (edited since, or left by another"
                                   f" run); run `dvc repro {stage}` (or `git checkout` it together with dvc.lock)")
-            changed = []
+            changed: list[str] = []
             for name in (f"download@{dataset}", f"resize@{dataset}", f"augment@{dataset}",
                          f"train@{dataset}-{model}", stage):
-                changed += [what for what in other_inputs(root, stages.get(name) or {}, seen, missing_differs=False)
-                            if what not in changed]
+                if name not in by_stage:
+                    by_stage[name] = other_inputs(root, stages.get(name) or {}, seen, missing_differs=False)
+                changed += [what for what in by_stage[name] if what not in changed]
             if changed:
                 stale.setdefault(tuple(changed), []).append(rel)
     return [f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} out of date: made before {', '.join(changed)}"
