@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ from conftest import REFERENCE, ROOT, TOL, fake_raw, one_line_error, run_stage, 
 from skunet import compare as C
 from skunet import metrics as M
 from skunet import report as R
+from skunet.config import parse_yaml
 from skunet.errors import SkunetError
 from test_training import _checkpoint
 
@@ -43,6 +45,17 @@ def _write_reproduced(root: Path) -> None:
         for model, content in models.items():
             (root / "metrics" / dataset).mkdir(parents=True, exist_ok=True)
             (root / "metrics" / dataset / f"{model}.json").write_text(json.dumps(content))
+
+
+def _write_results(root: Path, data: dict) -> None:
+    """reports/results.json as the compare stage leaves it: written, and recorded in dvc.lock as
+    that stage's output (`skunet readme` publishes no other)."""
+    path = root / "reports" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    out = {"path": "reports/results.json", "hash": "md5", "md5": hashlib.md5(path.read_bytes()).hexdigest()}
+    (root / "dvc.lock").write_text(json.dumps({"schema": "2.0", "stages": {"compare": {"cmd": "python stages/compare.py",
+                                                                                       "outs": [out]}}}))
 
 
 def _results():
@@ -203,12 +216,11 @@ def test_skunet_readme_refuses_a_results_file_not_as_compare_writes_it(tmp_path,
     readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
     _write_reproduced(tmp_path)
     data = _full(PAPER, human={}, audit=None, missing=[])
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    _write_results(tmp_path, data)
     assert "results section regenerated" in update_readme(tmp_path, tmp_path)
     written = readme.read_text()
     edit(data)
-    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    _write_results(tmp_path, data)
     with pytest.raises(SkunetError, match=r"reports/results.json: " + problem + r".*run `dvc repro -f -s compare`$"):
         update_readme(tmp_path, tmp_path)
     assert readme.read_text() == written
@@ -376,8 +388,7 @@ def test_skunet_readme_refuses_a_comparison_older_than_the_metrics_files(tmp_pat
     readme = tmp_path / "README.md"
     readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
     _write_reproduced(tmp_path)
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "results.json").write_text(json.dumps(_full(PAPER, human={}, audit=None, missing=[])))
+    _write_results(tmp_path, _full(PAPER, human={}, audit=None, missing=[]))
     assert "results section regenerated" in update_readme(tmp_path, tmp_path)
     written = readme.read_text()
     drive_unet, chase_unet = tmp_path / "metrics" / "drive" / "unet.json", tmp_path / "metrics" / "chase" / "unet.json"
@@ -397,6 +408,66 @@ def test_skunet_readme_refuses_a_comparison_older_than_the_metrics_files(tmp_pat
     data = _full(PAPER, human={}, audit=None, missing=[])
     for protocol in ("paper", "fov"):
         del data["protocols"][protocol]["datasets"]["drive"]["cells"]["unet"]  # its rows would drop unsaid
-    (tmp_path / "reports" / "results.json").write_text(json.dumps(data))
+    _write_results(tmp_path, data)
     with pytest.raises(SkunetError, match=re.escape(f"older than {drive_unet} (not in its comparison)")):
         update_readme(tmp_path, tmp_path)
+
+
+def test_skunet_readme_publishes_only_the_comparison_dvc_lock_records_up_to_date(tmp_path):
+    """A results.json edited by hand (every cell set to pass), one no compare stage recorded, or
+    one made before the tolerances or the published tables changed was published as it was."""
+    from skunet.cli import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# project\n{README_START}\nold\n{README_END}\n")
+    before = readme.read_text()
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    _write_reproduced(tmp_path)
+    data = _full(PAPER, human={}, audit=None, missing=[])
+    _write_results(tmp_path, data)
+    results = tmp_path / "reports" / "results.json"
+    lock = json.loads((tmp_path / "dvc.lock").read_text())
+    tolerances = parse_yaml((tmp_path / "params.yaml").read_text())["compare"]["tolerances"]
+    lock["stages"]["compare"]["params"] = {"params.yaml": {"compare.tolerances": tolerances}}
+    (tmp_path / "dvc.lock").write_text(json.dumps(lock))
+    recorded = (tmp_path / "dvc.lock").read_text()
+
+    results.write_text(json.dumps({**data, "missing": []}, indent=1))  # the same content, other bytes
+    with pytest.raises(SkunetError, match=re.escape(f"{results}: not the file dvc.lock records for the compare stage")):
+        update_readme(tmp_path, tmp_path)
+    (tmp_path / "dvc.lock").unlink()
+    with pytest.raises(SkunetError, match=re.escape(f"{results}: dvc.lock records no compare stage that wrote it")):
+        update_readme(tmp_path, tmp_path)
+    results.write_text(json.dumps(data))
+    (tmp_path / "dvc.lock").write_text(recorded)
+    params = tmp_path / "params.yaml"
+    params.write_text(params.read_text().replace("    f1: 0.02", "    f1: 5.0"))
+    with pytest.raises(SkunetError, match=re.escape(f"{results}: out of date, made before params.yaml:compare.tolerances"
+                                                    " changed; run `dvc repro` to compare again, then `skunet readme`")):
+        update_readme(tmp_path, tmp_path)
+    assert readme.read_text() == before
+    params.write_text(params.read_text().replace("    f1: 5.0", "    f1: 0.02"))
+    assert "results section regenerated" in update_readme(tmp_path, tmp_path)
+
+
+def test_skunet_readme_names_a_training_in_progress_as_check_does(tmp_path):
+    """The compare stage's report calls a model whose training stopped mid-way "not yet trained"
+    (the resume state is no input of that stage); `skunet readme`, like `skunet check`, says it is
+    in training."""
+    from skunet.cli import README_END, README_START, update_readme
+
+    (tmp_path / "README.md").write_text(f"# project\n{README_START}\nold\n{README_END}\n")
+    _write_reproduced(tmp_path)
+    (tmp_path / "metrics" / "chase" / "skunet.json").unlink()
+    data = _full(PAPER, human={}, audit=None, missing=[
+        {"dataset": "chase", "model": "skunet", "metrics": ["f1", "accuracy", "auc"], "why": "not yet trained"}])
+    for protocol in ("paper", "fov"):
+        cells = data["protocols"][protocol]["datasets"]["chase"]["cells"]["skunet"]
+        for cell in cells.values():
+            cell["reproduced"] = None
+    _write_results(tmp_path, data)
+    assert update_readme(tmp_path, tmp_path).endswith("1 model(s) without results: chase/skunet (not yet trained)")
+    (tmp_path / ".skunet-state").mkdir()
+    (tmp_path / ".skunet-state" / "chase-skunet.pt").write_bytes(b"a resume state")
+    assert update_readme(tmp_path, tmp_path).endswith(
+        "1 model(s) without results: chase/skunet (in training, stopped after an epoch)")

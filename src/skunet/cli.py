@@ -283,6 +283,7 @@ def audit(reference: Path, as_json: bool = False) -> str:
 def update_readme(root: Path, workdir: Path) -> str:
     """Replace the README's results section with one generated from `workdir`/reports/results.json;
     a line saying so, and which models have no results yet in a partial run."""
+    from skunet.recorded import check_results_recorded
     from skunet.report import RESULTS_JSON, damaged_results, read_results, readme_results_section
 
     readme = root / "README.md"
@@ -297,9 +298,10 @@ def update_readme(root: Path, workdir: Path) -> str:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     full = read_results(workdir)
+    check_results_recorded(workdir)  # a comparison no run made, or an out-of-date one, is not published
     try:
         section = readme_results_section(full)
-        missing = [f"{m['dataset']}/{m['model']} ({m['why']})" for m in full["missing"]]
+        missing = [f"{m['dataset']}/{m['model']} ({_why_missing(workdir, m)})" for m in full["missing"]]
         stale = _stale_cell(full, workdir / "metrics")
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
         raise damaged_results(workdir / RESULTS_JSON, err) from None
@@ -312,6 +314,13 @@ def update_readme(root: Path, workdir: Path) -> str:
     if missing:
         line += f"; a partial run, {len(missing)} model(s) without results: " + ", ".join(missing)
     return line
+
+
+def _why_missing(workdir: Path, m: dict) -> str:
+    """Why a model has no results, as `skunet check` says it: a training in progress here is named."""
+    from skunet.compare import IN_TRAINING, in_training
+
+    return IN_TRAINING if m["why"] == "not yet trained" and in_training(workdir, m["dataset"], m["model"]) else m["why"]
 
 
 def _stale_cell(full: dict, metrics_dir: Path) -> str | None:

@@ -132,3 +132,22 @@ def check_metrics_recorded(root: Path) -> list[str]:
     return [f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} out of date: made before {', '.join(changed)}"
             f" changed; `dvc repro` brings {'it' if len(files) == 1 else 'them'} up to date"
             for changed, files in stale.items()]
+
+
+def check_results_recorded(root: Path, rel: str = "reports/results.json") -> None:
+    """Refuse (SkunetError, one line) a comparison under `root` that is not, byte for byte, the one
+    dvc.lock records as the compare stage's output, or whose inputs (metrics, parameters such as
+    the tolerances, the published tables, the code) changed since it was made: the README would
+    publish a comparison that no run made, or one of an earlier state of the project."""
+    path, entry = root / rel, _lock_stages(root).get("compare")
+    recorded = next((o.get("md5") for o in (entry or {}).get("outs") or [] if o.get("path") == rel), None)
+    if recorded is None:
+        raise SkunetError(f"{path}: dvc.lock records no compare stage that wrote it, so nothing says how it was made;"
+                          " run `dvc repro compare`, then `skunet readme`")
+    if _file_md5(path) != recorded:
+        raise SkunetError(f"{path}: not the file dvc.lock records for the compare stage (edited since, or left by"
+                          " another run); run `dvc repro -f -s compare`, then `skunet readme`")
+    changed = other_inputs(root, entry, missing_differs=False)
+    if changed:
+        raise SkunetError(f"{path}: out of date, made before {', '.join(changed)} changed; run `dvc repro` to compare"
+                          " again, then `skunet readme`")
