@@ -453,3 +453,9 @@ def test_intervals_sit_beside_the_cells_and_say_whether_the_ranking_is_supported
     assert "is supported at 95%" in table and "500 resamples, seed 0" in table
     flat = C.flatten_for_dvc(result)["drive"]["skunet"]["f1"]
     assert (flat["ci_low"], flat["ci_high"]) == (low, high)
+
+
+@pytest.mark.parametrize(("fraction", "text"), [(0.95, "95%"), (0.999, "99.9%"), (0.9, "90%"), (0.975, "97.5%")])
+def test_a_confidence_level_is_said_as_precisely_as_it_was_given(fraction, text):
+    """0.999 was said "100%", an interval that no bootstrap gives."""
+    assert C.percent(fraction) == text

@@ -48,6 +48,7 @@ def _bad(path: str, value):
         ("base.seed", True, "base.seed = True: input should be a valid integer"),
         ("base.seed", 10**23, "base.seed = 100000000000000000000000: input should be less than 4294967296"),
         ("compare.bootstrap.seed", 2**32, "compare.bootstrap.seed = 4294967296: input should be less than 4294967296"),
+        ("compare.tolerances.f1", 5.0, "compare.tolerances.f1 = 5.0: input should be less than or equal to 1"),
         ("resize.drive.input_size", 40000, "resize.drive.input_size = 40000: input should be less than or equal to 4096"),
         ("augment.transforms", "all", "augment.transforms = 'all': input should be a valid list"),
         ("augment.copies", 10, r"unknown key 'augment.copies' \(allowed here: transforms\)"),

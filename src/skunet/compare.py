@@ -458,6 +458,11 @@ def ranking_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def percent(fraction: float) -> str:
+    """A confidence level as a percentage, as precise as it was given (0.95: 95%, 0.999: 99.9%)."""
+    return f"{round(fraction * 100, 6):g}%"
+
+
 def _num(value: Any, signed: bool = False) -> str:
     if value is None:
         return "-"
@@ -491,7 +496,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     """A Markdown table of every cell of a :func:`compare` result, then the ranking lines and a
     summary line."""
     boot = result.get("bootstrap")
-    level = f"{boot['confidence']:.0%} interval" if boot else "interval"
+    level = f"{percent(boot['confidence'])} interval" if boot else "interval"
     seeds = result.get("seeds")
     over = " over seeds: mean ± sd [min, max] |" if seeds else ""
     header = f"| dataset | model | metric | reproduced | {level} |{over} published | delta | tolerance | pass |"
@@ -548,18 +553,28 @@ def missing_models(result: Mapping[str, Any], metrics_dir: Path,
             for (dataset, model), metrics in missing.items()]
 
 
+IN_TRAINING = "in training, stopped after an epoch"
+
+
+def in_training(root: Path, dataset: str, model: str) -> bool:
+    """Whether the checkout at `root` holds the resume state of `model`'s training on `dataset`
+    (a training stopped, or a lease's piece taken). Not an input of the compare stage, whose report
+    calls such a model not yet trained: the commands that speak of the checkout as it is now
+    (check, readme) say more."""
+    return (Path(root) / ".skunet-state" / f"{dataset}-{model}.pt").is_file()
+
+
 def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Path | None = None) -> list[str]:
     """One line per model with a published (or baseline) value but no metrics file yet, with the
     command that makes it. A model not yet trained whose train stage left a resume state in
     ``.skunet-state/`` (a training stopped, or a lease's piece taken) is said to be in training."""
     lines = []
-    states = Path(metrics_dir).parent / ".skunet-state"
     for m in missing_models(result, metrics_dir, models_dir):
         stage = f"`dvc repro evaluate@{m['dataset']}-{m['model']}`"
         if m["why"].startswith("trained"):
             then = f"; {stage}"
-        elif (states / f"{m['dataset']}-{m['model']}.pt").is_file():
-            m = {**m, "why": "in training, stopped after an epoch"}
+        elif in_training(Path(metrics_dir).parent, m["dataset"], m["model"]):
+            m = {**m, "why": IN_TRAINING}
             then = f"; {stage} goes on from there and evaluates it"
         else:
             then = f"; {stage} trains and evaluates it"

@@ -188,10 +188,15 @@ class EvaluateParams(Schema):
     curve_points: Annotated[int, Field(ge=2)]
 
 
+# On the scores' scale, [0, 1]: 1 passes any value (as a test of what a check does beside the
+# numbers may want); more is a slip, of a percent for a fraction, say.
+Tolerance = Annotated[float, Field(ge=0, le=1)]
+
+
 class Tolerances(Schema):
-    f1: Annotated[float, Field(ge=0)]
-    accuracy: Annotated[float, Field(ge=0)]
-    auc: Annotated[float, Field(ge=0)]
+    f1: Tolerance
+    accuracy: Tolerance
+    auc: Tolerance
 
 
 # A seed below 2**32, as NumPy's and PyTorch's generators (and every tool that passes them on) take.

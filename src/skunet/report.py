@@ -30,7 +30,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from skunet.atomic import atomic_file  # noqa: E402
 from skunet.audit import format_audit_table, format_implied_table  # noqa: E402
-from skunet.compare import format_table, result_rows  # noqa: E402
+from skunet.compare import format_table, percent, result_rows  # noqa: E402
 from skunet.config import PROTOCOLS  # noqa: E402
 from skunet.errors import SkunetError, reason  # noqa: E402
 
@@ -166,7 +166,7 @@ def _differences_table(result: Mapping[str, Any]) -> list[str]:
     rows = [(dataset, d) for dataset, block in result["datasets"].items() for d in block.get("differences", [])]
     if not rows:
         return []
-    level = f"{result['bootstrap']['confidence']:.0%}"
+    level = f"{percent(result['bootstrap']['confidence'])}"
     lines = [f"Differences between models (paired over the same resampled test images; supported: the "
              f"{level} interval excludes 0):", "",
              f"| dataset | difference | metric | value | {level} interval | p | supported |",
@@ -379,7 +379,7 @@ def plot_bars(result: Mapping[str, Any], path: Path | str, human: Mapping[str, A
         ax.set_ylim(low, 1.01)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("score")
-    level = f"{result['bootstrap']['confidence']:.0%} " if result.get("bootstrap") else ""
+    level = f"{percent(result['bootstrap']['confidence'])} " if result.get("bootstrap") else ""
     handles = [
         Patch(color="0.65", label="published (error bar: tolerance)"),
         Patch(color="tab:blue", label=f"reproduced, within tolerance (error bar: {level}interval)"),
@@ -416,7 +416,7 @@ def plot_differences(result: Mapping[str, Any], path: Path | str) -> Path:
             ax.set_ylim(-0.7, max(len(shown), 1) - 0.3)
             ax.set_title(f"{dataset}: {metric}", fontsize=9)
             ax.grid(axis="x", alpha=0.3)
-    level = f"{result['bootstrap']['confidence']:.0%}" if result.get("bootstrap") else ""
+    level = f"{percent(result['bootstrap']['confidence'])}" if result.get("bootstrap") else ""
     fig.suptitle(f"differences between models, protocol {result['protocol']} ({level} paired bootstrap "
                  "interval; blue: clear of 0)", fontsize=9)
     fig.tight_layout()

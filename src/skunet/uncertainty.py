@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from skunet.compare import percent
 from skunet.metrics import COUNT_NAMES, scores_from_counts
 
 N_LEVELS = 256
@@ -512,7 +513,7 @@ def ranking_verdict(
         raise ValueError(f"order must name at least 2 distinct models, got {list(order)}")
     pairs = consecutive_pairs(order)
     diffs = [_difference(result, a, b, metric) for a, b in pairs]
-    level = f"{result['confidence']:.0%}"
+    level = percent(result["confidence"])
     claim = " > ".join(str(m) for m in order)
     below = [_fmt(a, b, d) for (a, b), d in zip(pairs, diffs) if d["high"] < 0]
     open_ = [_fmt(a, b, d) for (a, b), d in zip(pairs, diffs) if d["low"] <= 0 <= d["high"]]
