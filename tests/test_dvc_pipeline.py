@@ -266,3 +266,12 @@ def test_python_bytecode_beside_the_sources_leaves_the_trainings_up_to_date(tmp_
     subprocess.run([sys.executable, "-m", "compileall", "-q", "src"], cwd=project, check=True)
     assert list(project.glob("src/skunet/models/__pycache__/*.pyc"))
     assert json.loads(dvc("status", "--json", "train@drive-unet")) == {}
+
+
+def test_every_plot_a_stage_writes_says_its_axes():
+    """`dvc plots show` draws each plot file by itself too; without x and y it drew the last column
+    against the row number (a threshold against `step`, peak memory against `step`)."""
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        for entry in stage.get("plots") or []:
+            (path, props), = entry.items()
+            assert {"x", "y"} <= set(props), f"{name}: {path} has no x and y"
