@@ -153,6 +153,15 @@ def test_readme_results_section_says_when_no_paper_run():
     assert "Protocol `fov`" in text
 
 
+def test_a_run_labelled_paper_whose_checkpoints_record_less_is_not_called_a_reproduction():
+    """base.profile is a label: a tiny run relabelled `paper` lost the banner and read as the paper's."""
+    assert "No paper-profile run" not in R.readme_results_section(_full(PAPER))
+    assert "Not the paper's training" not in R.readme_results_section(_full(PAPER))
+    text = R.readme_results_section(_full({**PAPER, "short_of_paper": "6 epochs; 90 training samples"}))
+    assert ("**Not the paper's training.** The run is labelled `paper`, but its checkpoints record 6 epochs; 90"
+            " training samples, not the paper's full training (50 epochs, all augmentations)") in text
+
+
 def test_provenance_names_the_training_time():
     text = R.readme_results_section(_full({**PAPER, "training_time": "12 min 5 s for 6 trainings"}))
     assert "; training took 12 min 5 s for 6 trainings." in text

@@ -108,6 +108,7 @@ def test_checkpoints_carry_the_augmenting_libraries_into_the_run_context(tmp_pat
     context = run_context("paper", tmp_path / "models")
     assert context["augmented_with"] == "albumentations 2.0.8, numpy 2.2.6, opencv 4.12.0"
     assert context["device"].startswith("CPU") and context["torch"] == str(torch.__version__)
+    assert context["short_of_paper"] == "1 epoch"  # what a run labelled `paper` would be called on
 
 def test_training_summaries_read_the_checkpoints_and_the_logs(tmp_path):
     data = make_data(tmp_path / "data")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ruamel.yaml.error import YAMLError
 
 from skunet.atomic import atomic_file, missing_output
-from skunet.config import DATASETS, MODELS, ModelConfig, describe, parse_yaml
+from skunet.config import DATASETS, MODELS, PAPER_EPOCHS, ModelConfig, describe, parse_yaml
 from skunet.errors import SkunetError, reason
 from skunet.models import build_model
 
@@ -241,13 +241,15 @@ def training_summaries(models_dir: Path, logs_dir: Path) -> list[dict[str, Any]]
 def run_context(profile: str, models_dir: Path) -> dict[str, str]:
     """Where a set of results comes from: profile, devices, torch versions and the libraries that
     drew the augmentations, as the checkpoints record them."""
-    devices, versions, libraries = set(), set(), set()
+    devices, versions, libraries, short = set(), set(), set(), set()
     for path in sorted(models_dir.glob("*/*.pt")):
         _, payload = load_checkpoint(path)
         devices.add(str(payload.get("device", "unknown")))
         versions.add(str(payload.get("torch_version", "unknown")))
         if payload.get("augmented_with"):
             libraries.add(", ".join(f"{k} {v}" for k, v in sorted(payload["augmented_with"].items())))
+        if less := _short_of_the_paper(payload.get("train_config") or {}):
+            short.add(", ".join(less))
     context = {
         "run": f"dvc repro, {profile} profile",
         "profile": profile,
@@ -256,4 +258,17 @@ def run_context(profile: str, models_dir: Path) -> dict[str, str]:
     }
     if libraries:
         context["augmented_with"] = "; ".join(sorted(libraries))
+    if short:
+        context["short_of_paper"] = "; ".join(sorted(short))
     return context
+
+
+def _short_of_the_paper(train_config: dict[str, Any]) -> list[str]:
+    """How a training, as its checkpoint records it, falls short of the paper's: fewer epochs, or a
+    subset of the samples (the smoke and tiny profiles do both)."""
+    short = []
+    if train_config.get("epochs", PAPER_EPOCHS) != PAPER_EPOCHS:
+        short.append(f"{train_config['epochs']} epoch{'' if train_config['epochs'] == 1 else 's'}")
+    if train_config.get("max_train_samples"):
+        short.append(f"{train_config['max_train_samples']} training samples")
+    return short

@@ -27,6 +27,9 @@ MODELS = ("unet", "unet_dropblock", "skunet")
 DROPBLOCK_MODELS = ("unet_dropblock", "skunet")
 SK_MODELS = ("skunet",)
 PROTOCOLS = ("paper", "fov")
+# The paper's training, as it states it (docs/paper.md): 50 epochs on every augmented sample. A run
+# labelled `paper` whose checkpoints record less is not called a reproduction.
+PAPER_EPOCHS = 50
 
 ModelName = Literal[MODELS]
 
@@ -360,19 +363,21 @@ def pipeline_folder(path: Path) -> tuple[Path, str] | None:
     written there would be counted as the pipeline's inputs, or deleted with its outputs."""
     path = Path(path).resolve()
     for root in path.parents:
-        if not (root / "dvc.yaml").is_file():
-            continue
-        try:
-            stages = parse_yaml((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
-        except (OSError, YAMLError, AttributeError):
-            return None
-        tops = set()
-        for stage in stages.values():
-            for key in ("deps", "outs", "metrics", "plots"):
-                for entry in (stage or {}).get(key) or []:
-                    for name in (entry if isinstance(entry, dict) else [entry]):
-                        tops.add(Path(str(name)).parts[0])
-        top = path.relative_to(root).parts[0]
-        return (root, top) if top in tops else None
+        if (root / "dvc.yaml").is_file():
+            top = path.relative_to(root).parts[0]
+            return (root, top) if top in _pipeline_tops(root / "dvc.yaml") else None
     return None
+
+
+def _pipeline_tops(dvc_yaml: Path) -> set[str]:
+    """The first parts of the paths the stages of `dvc_yaml` read or write; none where it is not a
+    pipeline DVC could run (unreadable, not UTF-8, not YAML, not a mapping of stages)."""
+    try:
+        stages = parse_yaml(dvc_yaml.read_text(encoding="utf-8")).get("stages") or {}
+        entries = [entry for stage in stages.values() for key in ("deps", "outs", "metrics", "plots")
+                   for entry in ((stage or {}).get(key) or [])]
+    except (OSError, ValueError, YAMLError, AttributeError, TypeError):  # ValueError: also not UTF-8
+        return set()
+    names = [name for entry in entries for name in (entry if isinstance(entry, dict) else [entry])]
+    return {Path(str(name)).parts[0] for name in names if Path(str(name)).parts}  # "" names nothing
 

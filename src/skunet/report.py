@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from skunet.atomic import atomic_file  # noqa: E402
 from skunet.audit import format_audit_table, format_implied_table  # noqa: E402
 from skunet.compare import format_table, percent, result_rows  # noqa: E402
-from skunet.config import PROTOCOLS  # noqa: E402
+from skunet.config import PAPER_EPOCHS, PROTOCOLS  # noqa: E402
 from skunet.errors import SkunetError, reason  # noqa: E402
 
 # The compare stage's results in full ({"run": context, "protocols": {protocol: result}}), read by
@@ -97,12 +97,18 @@ def _provenance(context: Mapping[str, Any]) -> list[str]:
     if context.get("training_time"):
         line += f"; training took {context['training_time']}"
     lines = [line + "."]
+    paper = f"the paper's full training ({PAPER_EPOCHS} epochs, all augmentations)"
     if profile != "paper":
         lines += [
             "",
             f"**No paper-profile run exists yet.** These numbers come from the `{profile}` "
-            "profile, not the paper's full training (50 epochs, all augmentations), so they test "
-            "the pipeline and are not a reproduction of the published tables.",
+            f"profile, not {paper}, so they test the pipeline and are not a reproduction of the published tables.",
+        ]
+    elif context.get("short_of_paper"):
+        lines += [
+            "",
+            f"**Not the paper's training.** The run is labelled `paper`, but its checkpoints record "
+            f"{context['short_of_paper']}, not {paper}, so these numbers are not a reproduction of the published tables.",
         ]
     return lines
 
