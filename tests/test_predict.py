@@ -204,6 +204,7 @@ def _write(path: Path, array: np.ndarray) -> Path:
     ("m.npy", np.array([[0, 1], [1, 0]], np.uint8)),
     ("m.npy", np.array([[0, 1], [1, 0]], np.int64)),
     ("m.png", np.array([[0, 255], [255, 0]], np.uint8)),
+    ("m.npy", np.array([[0, 255], [255, 0]], np.int64)),  # a 0/255 mask as numpy makes it by default
     ("m.npy", np.array([[False, True], [True, False]])),
 ])
 def test_a_mask_reads_as_zero_and_one_whatever_its_integer_type(tmp_path, name, array):
@@ -325,12 +326,180 @@ def test_a_16_bit_colour_image_is_refused_not_read_as_8_bit(tmp_path, suffix):
         read_image(path)
 
 
-def test_predict_names_an_out_folder_given_as_its_input_and_reads_only_the_pipeline_params(tmp_path, monkeypatch):
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
-    with pytest.raises(SkunetError, match=re.escape(f"{tmp_path}: the --out folder itself, whose images are this"
-                                                    " command's own results; give --out another folder")):
+def test_predict_leaves_out_only_its_own_results_in_the_out_folder(tmp_path):
+    """The user's images in --out, or in a folder inside it, are segmented; only what predict wrote
+    there before (<stem>_prob.png and the like, directly in --out) is left out."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for path in (tmp_path / "a.png", imgs / "b.png", tmp_path / "a_prob.png", tmp_path / "a_mask.png"):
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
+    assert image_files([imgs], tmp_path) == [imgs / "b.png"]
+    assert sorted(p.name for p in image_files([tmp_path], tmp_path)) == ["a.png", "b.png"]
+    for path in (tmp_path / "a.png", imgs / "b.png"):
+        path.unlink()
+    with pytest.raises(SkunetError, match=re.escape(f"{tmp_path}: no .png, .jpg, .jpeg, .tif, .tiff, .gif files in"
+                                                    " this folder besides this command's own results")):
         image_files([tmp_path], tmp_path)
-    # a params.yaml of something else here: not the pipeline's (no dvc.yaml beside it)
+
+
+def test_the_threshold_comes_from_a_skunet_params_yaml_only(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("lr: 0.1\n")
-    assert _threshold(None) == 0.5 and _threshold(0.3) == 0.3
+    # a user's own DVC project: its dvc.yaml and params.yaml are not skunet's
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: python train.py\n")
+    (tmp_path / "params.yaml").write_text("lr: 0.1\nevaluate:\n  threshold: 0.3\n")  # its own evaluate stage
+    with caplog.at_level("INFO"):
+        assert _threshold(None) == 0.5 and _threshold(0.3) == 0.3
+    assert "threshold 0.5, the default" in caplog.text
+    (tmp_path / "params.yaml").write_bytes(b"\xff\xfe\x00")
+    assert _threshold(None) == 0.5
+    params = (ROOT / "params.yaml").read_text().replace("threshold: 0.5", "threshold: 0.25")
+    assert "threshold: 0.25" in params
+    (tmp_path / "params.yaml").write_text(params)
+    with caplog.at_level("INFO"):
+        assert _threshold(None) == 0.25
+    assert f"threshold 0.25, from {tmp_path / 'params.yaml'} (evaluate.threshold)" in caplog.text
+    (tmp_path / "dvc.yaml").unlink()  # a params.yaml alone is not the pipeline's
+    assert _threshold(None) == 0.5
+
+
+def test_inputs_that_share_a_stem_never_get_one_output_name():
+    """x/a.png would be named x__a, as the input x__a.png is: both are kept apart; and only the
+    inputs that share a stem are renamed (A/02.png is not)."""
+    from skunet.predict import output_names
+
+    assert output_names([Path("x/a.png"), Path("y/a.png"), Path("x__a.png")]) == {
+        Path("x/a.png"): "x__a_png", Path("y/a.png"): "y__a_png", Path("x__a.png"): "x__a"}
+    assert output_names([Path("A/01.png"), Path("A/02.png"), Path("A/03.png"), Path("B/01.png")]) == {
+        Path("A/01.png"): "A__01", Path("A/02.png"): "02", Path("A/03.png"): "03", Path("B/01.png"): "B__01"}
+    files = [Path("a.b/c.png"), Path("a_b/c.png"), Path("a_b__c_png.png"), Path("a_b__c.png")]
+    names = output_names(files)
+    assert len(set(names.values())) == len(files) and names[Path("a_b__c.png")] == "a_b__c"
+
+
+def test_an_output_name_too_long_is_one_line_naming_the_input_not_a_temporary(tmp_path):
+    from skunet.predict import _write
+
+    source = tmp_path / ("a" * 240 + ".png")
+    result = _write(source, np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40), np.float32),
+                    tmp_path / "out" / source.stem, 0.5, False)
+    assert result.error == (f"{source}: its output names ({source.stem}_prob.png, ...) are too long for the file"
+                            " system; rename the image shorter")
+    assert ".tmp" not in result.error
+
+
+def _evaluate_tree(out: Path, dataset: str = "drive") -> None:
+    """What an earlier `skunet evaluate` wrote."""
+    for kind in ("per_image", "roc", "pr"):
+        (out / "plots" / kind).mkdir(parents=True)
+        (out / "plots" / kind / f"{dataset}.csv").write_text("a\n")
+    (out / "metrics.json").write_text(json.dumps({"paper": {}, "fov": {}}))
+    (out / "report.md").write_text(f"# Your predictions on {dataset}, scored as the pipeline scores its own\n")
+
+
+def test_evaluate_replaces_only_an_out_folder_whose_whole_tree_it_wrote(tmp_path):
+    from skunet.score import _check_out
+
+    out = tmp_path / "out"
+    _evaluate_tree(out)
+    _check_out(out)  # its own: replaced
+    (out / "plots" / "figure1_final.png").write_bytes(b"mine")
+    with pytest.raises(SkunetError, match=re.escape(f"--out {out}: holds plots/figure1_final.png, which `skunet"
+                                                    " evaluate` does not write")):
+        _check_out(out)
+    (out / "plots" / "figure1_final.png").unlink()
+    (out / "report.md").write_text("# My paper's report\n")  # the user's own, under the same name
+    with pytest.raises(SkunetError, match=re.escape(f"--out {out}: holds report.md, which")):
+        _check_out(out)
+    (out / "report.md").unlink()
+    with pytest.raises(SkunetError, match=re.escape(f"--out {out}: not exactly what `skunet evaluate` writes")):
+        _check_out(out)
+    (tmp_path / "link").symlink_to(out)
+    with pytest.raises(SkunetError, match=re.escape(f"--out {tmp_path / 'link'}: a symbolic link (to {out})")):
+        _check_out(tmp_path / "link")
+    (tmp_path / "empty").mkdir()
+    _check_out(tmp_path / "empty")
+
+
+def test_a_reference_or_dvc_yaml_that_is_not_text_is_one_line_or_no_pipeline(tmp_path):
+    from skunet.compare import read_yaml_file
+    from skunet.config import pipeline_folder
+
+    png = tmp_path / "ref.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(png)
+    with pytest.raises(SkunetError, match=f"^{re.escape(str(png))}: not UTF-8 text; give the reference YAML file$"):
+        read_yaml_file(png)
+    (tmp_path / "dvc.yaml").write_bytes(png.read_bytes())
+    assert pipeline_folder(tmp_path / "plots" / "mine") is None
+    (tmp_path / "dvc.yaml").write_text("stages:\n  a:\n    cmd: x\n    outs: ['']\n    deps: [plots/x]\n")
+    assert pipeline_folder(tmp_path / "plots" / "mine") == (tmp_path, "plots")
+    assert pipeline_folder(tmp_path / "mine") is None
+    (tmp_path / "dvc.yaml").write_text("stages: [a, b]\n")
+    assert pipeline_folder(tmp_path / "plots" / "mine") is None
+
+
+@pytest.mark.parametrize("mode, array, problem", [
+    ("RGBA", np.zeros((8, 8, 4), np.uint8), "a RGBA image with alpha, which would be dropped unsaid"),
+    ("LA", np.zeros((8, 8, 2), np.uint8), "a LA image with alpha"),
+    (None, np.full((8, 8, 3), 40000, np.uint16), "a 16-bit colour image, which would be read at 8 bits"),
+])
+def test_evaluate_refuses_a_map_with_alpha_or_16_bit_colour(tmp_path, mode, array, problem):
+    from skunet.score import read_prediction
+
+    path = tmp_path / "01.png"
+    if mode is None:
+        cv2.imwrite(str(path), array)
+    else:
+        Image.fromarray(array, mode).save(path)
+    with pytest.raises(SkunetError, match=f"^{re.escape(str(path))}: " + re.escape(problem)):
+        read_prediction(path)
+
+
+def test_evaluate_names_a_link_to_nothing(tmp_path):
+    from skunet.score import match
+
+    (tmp_path / "01.png").symlink_to(tmp_path / "gone.png")
+    matched = match(tmp_path, ["01"])
+    assert matched.broken == [tmp_path / "01.png"] and matched.missing == ["01"]
+
+
+def test_a_cmyk_image_is_refused_with_cmyk_advice(tmp_path):
+    Image.new("CMYK", (40, 40)).save(tmp_path / "print.jpg")
+    with pytest.raises(SkunetError, match=re.escape(f"{tmp_path / 'print.jpg'}: a CMYK image (for print); convert it"
+                                                    " to 8-bit RGB first")):
+        read_image(tmp_path / "print.jpg")
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_linked_out_before_any_work_and_names_out_not_its_temporary(project, tmp_path,
+                                                                                     monkeypatch):
+    import errno
+
+    from skunet import score
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result = skunet("evaluate", "predictions/drive/unet", "--dataset", "drive", "--out", str(tmp_path / "link"),
+                    cwd=project)
+    assert errors(result) == [f"error: --out {tmp_path / 'link'}: a symbolic link (to {tmp_path / 'real'}); give the"
+                              " folder itself or a new one"]
+    out = tmp_path / "scored"
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".scored.9gg21anz.tmp"))
+
+    monkeypatch.setattr(score, "write_evaluation", read_only)
+    with pytest.raises(SkunetError, match=re.escape(f"--out {out}: could not be written (Read-only file system);")):
+        score.score_folder(project / "predictions/drive/unet", "drive", project / "data/raw/drive", out,
+                           ROOT / "published" / "paper.yaml")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_file_name_with_a_newline_is_still_one_error_line(project, tmp_path):
+    bad = tmp_path / "in" / "two\nlines.png"
+    bad.parent.mkdir()
+    bad.write_text("not an image\n")
+    result = skunet("predict", "models/drive/unet.pt", str(bad), "--out", str(tmp_path / "out"), cwd=project)
+    assert result.returncode == 2
+    (line,) = errors(result)
+    assert "two\\nlines.png: not an image this tool reads" in line

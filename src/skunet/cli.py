@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import shlex
@@ -37,9 +38,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from ruamel.yaml.error import YAMLError
 
 from skunet.atomic import atomic_file
-from skunet.config import DATASETS, PROTOCOLS, deep_merge, load_params, pipeline_folder, read_yaml, validate
+from skunet.config import (DATASETS, PROTOCOLS, Params, deep_merge, load_params, parse_yaml, pipeline_folder,
+                           read_yaml, validate)
 from skunet.errors import SkunetError, exit_on_error
 
 # The small profiles `skunet smoke` lays over params.yaml, each in a file of its own.
@@ -188,12 +191,27 @@ def _project_folder(command: str) -> Path:
 
 
 def _threshold(given: float | None) -> float:
-    """--threshold, else the pipeline's (params.yaml in this folder, where it is the pipeline's:
-    beside its dvc.yaml), else 0.5."""
+    """--threshold, else the pipeline's `evaluate.threshold` (params.yaml in this folder, where it is
+    skunet's: beside a dvc.yaml, with every section of skunet's params; a user's own DVC project has
+    a params.yaml of its own), else 0.5; the log says which."""
     if given is not None:
         return given
     params = Path("params.yaml")
-    return load_params(params)["evaluate"]["threshold"] if params.is_file() and Path("dvc.yaml").is_file() else 0.5
+    if Path("dvc.yaml").is_file() and _is_skunet_params(params):
+        threshold = load_params(params)["evaluate"]["threshold"]
+        logging.getLogger(__name__).info("threshold %g, from %s (evaluate.threshold)", threshold, params.resolve())
+        return threshold
+    logging.getLogger(__name__).info("threshold 0.5, the default (no skunet params.yaml here; --threshold sets it)")
+    return 0.5
+
+
+def _is_skunet_params(params: Path) -> bool:
+    """Whether `params` is skunet's params.yaml: readable YAML with each of its sections."""
+    try:
+        data = parse_yaml(params.read_text(encoding="utf-8"))
+    except (OSError, ValueError, YAMLError):  # ValueError: also not UTF-8
+        return False
+    return isinstance(data, dict) and set(Params.model_fields) <= set(data)
 
 
 def _out_of_the_pipeline(out: Path, command: str) -> None:
@@ -217,8 +235,8 @@ def predict(args: argparse.Namespace) -> int:
     results = segment(args.checkpoint, args.inputs, args.out, threshold=_threshold(args.threshold), fov=args.fov,
                       panel=args.panel, batch_size=args.batch_size)
     failed = [r for r in results if r.error]
-    for result in failed:
-        print(f"error: {result.error}", file=sys.stderr)
+    for result in failed:  # a file name with a newline in it: still one line
+        print("error: " + result.error.replace("\n", "\\n"), file=sys.stderr)
     print(f"{args.out}: {len(results) - len(failed)} of {len(results)} images segmented"
           + (f", {len(failed)} not (above)" if failed else ""))
     return 2 if failed else 0
@@ -459,6 +477,7 @@ def lease_or_take(args: argparse.Namespace) -> int:
             raise SkunetError(f"--budget {args.budget:g} --reserve {reserve:g} (SKUNET_LEASE_RESERVE for"
                               " scripts/lease.sh): the seconds kept back for packing and the transfer home must be at"
                               " least 0 and less than the budget")
+        _out_of_the_pipeline(args.out, "lease")  # `dvc repro` in the lease would delete its files
         lease.check_project(root)
         manifest = lease.lease(root, args.budget, args.out.resolve(), [args.take] if args.take else [], reserve)
         piece = manifest["pieces"][-1]

@@ -120,6 +120,8 @@ def read_yaml_file(path: Path) -> Any:
         return parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ComparisonInputError(f"{path}: cannot read the reference file ({err.strerror or reason(err)})") from None
+    except UnicodeDecodeError:  # an image or an archive given for the YAML file
+        raise ComparisonInputError(f"{path}: not UTF-8 text; give the reference YAML file") from None
     except YAMLError as err:
         raise ComparisonInputError(f"{path}: not valid YAML ({yaml_problem(err)}); fix it there") from None
 

@@ -19,6 +19,7 @@ beside their places and moved into place together.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from contextlib import ExitStack
@@ -45,6 +46,8 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif")
 MIN_SIDE = 32  # below this a fundus image holds no vessel the network could find
 # 8-bit modes PIL reads without losing anything: colour, grey, palette (GIF), black and white
 EIGHT_BIT = {"RGB": "RGB", "L": "L", "P": "RGB", "1": "L"}
+# The files written per image: <stem>_<kind>.png
+OUTPUT_KINDS = ("prob", "mask", "fov", "panel")
 
 
 @dataclass(frozen=True)
@@ -57,20 +60,22 @@ class Prediction:
 
 
 def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Path]:
-    """The image files named by `inputs` (files, or folders searched recursively, leaving out
-    anything under `out_dir`, this command's own results), sorted within each folder; a missing
-    input or a folder without images is an error."""
-    skip = out_dir.resolve() if out_dir is not None else None
+    """The image files named by `inputs` (files, or folders searched recursively), sorted within
+    each folder; a missing input or a folder without images is an error. Left out: what this
+    command wrote into `out_dir` before (<stem>_prob.png and the like), never a user's own image
+    there."""
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                           and not (skip and skip in p.resolve().parents))
-            if not found and skip is not None and (item.resolve() == skip or skip in item.resolve().parents):
-                raise SkunetError(f"{item}: the --out folder itself, whose images are this command's own results;"
-                                  " give --out another folder")
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            ours = [p for p in found if out_dir is not None and _written_here(p, out_dir)]
+            if ours:
+                log.info("%s: %d file(s) left out, the results of an earlier `skunet predict` into --out %s", item,
+                         len(ours), out_dir)
+            found = [p for p in found if p not in ours]
             if not found:
-                raise SkunetError(f"{item}: no {', '.join(SUFFIXES)} files in this folder")
+                raise SkunetError(f"{item}: no {', '.join(SUFFIXES)} files in this folder"
+                                  + (" besides this command's own results" if ours else ""))
             files += found
         elif item.is_file():
             files.append(item)
@@ -82,7 +87,14 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
     return list(unique.values())
 
 
-def _stored_wide(img: Image.Image) -> bool:
+def _written_here(path: Path, out_dir: Path) -> bool:
+    """Whether `path` is one of the files `skunet predict` writes into `out_dir`: directly in it,
+    named <stem>_<kind>.png."""
+    return path.resolve().parent == out_dir.resolve() and path.name.endswith(
+        tuple(f"_{kind}.png" for kind in OUTPUT_KINDS))
+
+
+def stored_wide(img: Image.Image) -> bool:
     """Whether `img` (opened, not yet loaded) is stored with 16 bits a channel: the raw mode of its
     data (PNG's "RGB;16B", TIFF's "RGB;16N") says so, where its mode does not."""
     for tile in img.tile or []:
@@ -99,7 +111,7 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             if getattr(opened, "n_frames", 1) > 1:
                 raise SkunetError(f"{path}: {opened.n_frames} frames; give one image per file")
-            if _stored_wide(opened):  # PIL may read 16 bits a channel as 8, silently dropping the low bits
+            if stored_wide(opened):  # PIL may read 16 bits a channel as 8, silently dropping the low bits
                 kind = "grey" if len(opened.getbands()) == 1 or opened.mode.startswith("I") else "colour"
                 raise SkunetError(f"{path}: a 16-bit {kind} image; save it as an 8-bit RGB or grey image first")
             img = ImageOps.exif_transpose(opened)  # as a viewer shows it (a camera's JPEG may be stored turned)
@@ -107,6 +119,8 @@ def read_image(path: Path) -> np.ndarray:
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 raise SkunetError(f"{path}: a {mode} image (16-bit or more per channel); save it as an "
                                   "8-bit RGB or grey image first")
+            if mode == "CMYK":  # a print-ready JPEG
+                raise SkunetError(f"{path}: a CMYK image (for print); convert it to 8-bit RGB first")
             if mode not in EIGHT_BIT:
                 raise SkunetError(f"{path}: a {mode} image ({len(img.getbands())} channels: "
                                   f"{''.join(img.getbands())}); save it as 8-bit RGB or grey, without alpha")
@@ -126,21 +140,39 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def output_names(files: Sequence[Path]) -> dict[Path, str]:
-    """Each file's output stem: its own; where two files share one, its path below the files'
-    common folder with '__' for '/'; where even that clashes (01.png beside 01.tif), with its
-    suffix too (01_tif)."""
-    def unique(names: list[str]) -> bool:
-        return len(set(names)) == len(names)
+    """Each file's output stem: its own, unless another input shares it. Files that share a stem
+    are named by their path below their common folder with '__' for '/' (x/a.png -> x__a); where
+    even that clashes (01.png beside 01.tif, or an input whose own stem is x__a), with the suffix
+    too (x__a_png); where that still clashes, with a number (x__a_png_2). No two files get one name,
+    as one's results would overwrite the other's."""
+    by_stem: dict[str, list[Path]] = {}
+    for file in files:
+        by_stem.setdefault(file.stem, []).append(file)
+    names = {group[0]: stem for stem, group in by_stem.items() if len(group) == 1}
+    taken = set(names.values())
+    for group in (g for g in by_stem.values() if len(g) > 1):
+        names.update(_renamed(group, taken))
+    return {file: names[file] for file in files}
 
-    stems = [f.stem for f in files]
-    if unique(stems):
-        return dict(zip(files, stems))
-    common = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-    paths = [f.resolve().relative_to(common) for f in files]
-    names = ["__".join(p.with_suffix("").parts) for p in paths]
-    if not unique(names):
-        names = ["__".join(p.parts).replace(".", "_") for p in paths]
-    return dict(zip(files, names))
+
+def _renamed(group: list[Path], taken: set[str]) -> dict[Path, str]:
+    """Names for files sharing one stem, none in `taken` (which they are added to)."""
+    common = Path(os.path.commonpath([str(f.resolve().parent) for f in group]))
+    paths = [f.resolve().relative_to(common) for f in group]
+    suffixed = ["__".join(p.parts).replace(".", "_") for p in paths]
+    for candidate in (["__".join(p.with_suffix("").parts) for p in paths], suffixed):
+        if len(set(candidate)) == len(candidate) and not taken & set(candidate):
+            taken.update(candidate)
+            return dict(zip(group, candidate))
+    names = {}
+    for file, base in zip(group, suffixed):
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken.add(name)
+        names[file] = name
+    return names
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -177,7 +209,7 @@ def segment(
             pass
         (out_dir / ".skunet-write-test").unlink()
     except (OSError, SkunetError) as err:
-        raise SkunetError(f"{out_dir}: cannot write here ({reason(err)}); choose another --out") from None
+        raise SkunetError(f"{out_dir}: cannot write here ({_why(err)}); choose another --out") from None
     names = output_names(files)
     log.info("segmenting %d image(s) with %s (%s at %d px) on %s", len(files), checkpoint, payload["model"],
              size, device)
@@ -227,6 +259,14 @@ def _write(path: Path, pixels: np.ndarray, prob: np.ndarray, stem: Path, thresho
             for target, array in outputs.items():
                 save_level_png(array, stack.enter_context(atomic_file(target)))
     except (OSError, SkunetError) as err:
+        if getattr(err, "errno", None) == errno.ENAMETOOLONG:  # the temporary's name is 14 characters longer than the output's
+            return Prediction(path, error=f"{path}: its output names ({stem.name}_prob.png, ...) are too long for"
+                                          " the file system; rename the image shorter")
         return Prediction(path, error=f"{path}: its results could not be written to {stem.parent} "
-                                      f"({reason(err)}); free space or choose another --out")
+                                      f"({_why(err)}); free space or choose another --out")
     return Prediction(path, tuple(outputs))
+
+
+def _why(err: Exception) -> str:
+    """The OS's reason for `err`, without the file name: that of a temporary, gone by now."""
+    return (err.strerror if isinstance(err, OSError) else None) or reason(err)

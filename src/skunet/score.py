@@ -12,6 +12,8 @@ predictions are named in one line each.
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,14 @@ from skunet.config import DATASETS, PROTOCOLS
 from skunet.data.raw import load_manifest, read_png
 from skunet.errors import SkunetError, reason
 from skunet.evaluation import write_evaluation
+from skunet.predict import stored_wide
 
 SUFFIXES = (".png", ".npy")
 SEPARATORS = ("_", "-", ".", " ")
 # what `skunet predict` writes beside <id>_prob.png: set aside when the probability map is there
 PREDICT_COMPANIONS = ("mask", "fov", "panel")
+# How the report.md `skunet evaluate` writes begins: how an --out it wrote before is told from the user's own
+REPORT_TITLE = "# Your predictions on "
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Matched:
     extra: list[Path]
     duplicated: dict[str, list[Path]]
     set_aside: list[Path]
+    broken: list[Path]  # links to nothing: named, not passed over unsaid
 
 
 def match(folder: Path, ids: list[str]) -> Matched:
@@ -52,6 +58,7 @@ def match(folder: Path, ids: list[str]) -> Matched:
         raise SkunetError(f"{folder}: not a folder; give the folder that holds your predictions")
     found: dict[str, list[Path]] = {i: [] for i in ids}
     extra = []
+    broken = sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists())
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         owners = [i for i in ids if path.stem == i or any(path.stem.startswith(i + s) for s in SEPARATORS)]
         if path.suffix.lower() in SUFFIXES and owners:
@@ -72,6 +79,7 @@ def match(folder: Path, ids: list[str]) -> Matched:
         extra=extra,
         duplicated={i: paths for i, paths in found.items() if len(paths) > 1},
         set_aside=set_aside,
+        broken=broken,
     )
 
 
@@ -86,14 +94,15 @@ def read_prediction(path: Path) -> np.ndarray:
                 raise ValueError("an .npz archive, not one array")
         else:
             with Image.open(path) as img:
+                _refuse_alpha_and_wide_colour(path, img)
                 img.load()
-                if img.mode in ("RGB", "RGBA", "P"):  # a palette may hold colours: the same check
+                if img.mode in ("RGB", "P"):  # a palette may hold colours: the same check
                     bands = np.asarray(img.convert("RGB"))
                     if not (bands == bands[..., :1]).all():
                         raise SkunetError(f"{path}: a colour image; save the probability map as one grey channel")
                     array = bands[..., 0]
                 else:
-                    array = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
+                    array = np.asarray(img.convert("L") if img.mode == "1" else img)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError, UnidentifiedImageError) as err:
         raise SkunetError(f"{path}: unreadable ({reason(err)}); give an 8/16-bit PNG or a .npy array") from None
     if array.ndim != 2 or array.size == 0:
@@ -101,6 +110,8 @@ def read_prediction(path: Path) -> np.ndarray:
     kind, size = array.dtype.kind, array.dtype.itemsize
     if kind == "b" or (kind in "ui" and array.max() <= 1 and array.min() >= 0):
         return array.astype(np.float32)  # a 0/1 mask (cv2.imwrite of a 0/1 array writes levels 0 and 1)
+    if kind in "ui" and np.isin(array, (0, 255)).all():
+        return (array == 255).astype(np.float32)  # a 0/255 mask, whatever its integer type
     if kind == "u" and size == 1:
         return array.astype(np.float32) / np.float32(255)
     if kind in "ui" and (size == 2 or (kind == "i" and path.suffix.lower() == ".png")):
@@ -117,6 +128,17 @@ def read_prediction(path: Path) -> np.ndarray:
                               " give probabilities, e.g. after a sigmoid")
         return array.astype(np.float64)
     raise SkunetError(f"{path}: dtype {array.dtype}; give probabilities (float), 8/16-bit levels or a 0/1 mask")
+
+
+def _refuse_alpha_and_wide_colour(path: Path, img: Image.Image) -> None:
+    """A map with an alpha channel (its grey or RGB would be scored, the alpha dropped), or a colour
+    PNG stored at 16 bits a channel (PIL reads it at 8): refused, as `skunet predict` refuses them."""
+    if "A" in img.getbands():
+        raise SkunetError(f"{path}: a {img.mode} image with alpha, which would be dropped unsaid;"
+                          " save the probability map as one grey channel (8/16-bit PNG) without alpha")
+    if len(img.getbands()) > 1 and stored_wide(img):
+        raise SkunetError(f"{path}: a 16-bit colour image, which would be read at 8 bits; save the probability map"
+                          " as one grey channel (a 16-bit grey PNG keeps its 16 bits)")
 
 
 def published_rows(reference_path: Path, dataset: str) -> list[tuple[str, str, Mapping[str, float]]]:
@@ -172,7 +194,9 @@ def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, refer
     rows = published_rows(reference, dataset)  # a bad reference file is said before any work
     ids = list(manifest["test"])
     matched = match(folder, ids)
-    problems = [f"{folder}: no prediction for test image {i}" for i in matched.missing]
+    problems = [f"{path}: a link to {os.readlink(path)}, which does not exist; give the file itself"
+                for path in matched.broken]
+    problems += [f"{folder}: no prediction for test image {i}" for i in matched.missing]
     if matched.missing and matched.extra:  # what the user may have meant them to be
         names = ", ".join(p.name for p in matched.extra[:4]) + (", ..." if len(matched.extra) > 4 else "")
         problems.append(f"{folder}: {len(matched.extra)} file(s) match no test image of {dataset} ({names}); name each"
@@ -194,36 +218,85 @@ def score_folder(folder: Path, dataset: str, raw_dir: Path, out_dir: Path, refer
             continue
         probs[i] = prob
     if problems:
-        raise SkunetError("\n".join(problems))
+        raise SkunetError("\n".join(p.replace("\n", "\\n") for p in problems))  # a name with a newline: still one line
     fovs = [read_png(raw_dir / "fov" / f"{i}.png", "L", stage) > 127 for i in ids]
-    with atomic_dir(out_dir) as tmp:  # the whole folder or nothing (Ctrl-C, a full disk)
-        result = write_evaluation([probs[i] for i in ids], [labels[i] for i in ids], fovs, ids,
-                                  tmp / "metrics.json", tmp / "plots", dataset, threshold, curve_points)
-        binary = all(np.isin(probs[i], (0.0, 1.0)).all() for i in ids)
-        text = "\n".join([
-            f"# Your predictions on {dataset}, scored as the pipeline scores its own", "",
-            f"{len(ids)} test images from {folder}; threshold {threshold} (vessel where probability > it)"
-            + ("; binary masks, so the AUC is that of a single operating point" if binary else "") + ".", "",
-            comparison_table(result, rows),
-            "Your numbers, rounded to 4 digits as a paper prints them, audited as the published ones are "
-            "(`skunet audit`): which evaluations could have given them.", "",
-            audit_table(dataset, result),
-        ])
-        (tmp / "report.md").write_text(text)
+    try:
+        with atomic_dir(out_dir) as tmp:  # the whole folder or nothing (Ctrl-C, a full disk)
+            result = write_evaluation([probs[i] for i in ids], [labels[i] for i in ids], fovs, ids,
+                                      tmp / "metrics.json", tmp / "plots", dataset, threshold, curve_points)
+            binary = all(np.isin(probs[i], (0.0, 1.0)).all() for i in ids)
+            text = _report(result, rows, dataset, f"{len(ids)} test images from {folder}", threshold, binary)
+            (tmp / "report.md").write_text(text)
+    except OSError as err:  # named by --out: the error's own file may be the temporary folder, gone by now
+        raise SkunetError(f"--out {out_dir}: could not be written ({err.strerror or reason(err)}); free space or choose"
+                          " another --out") from None
     notes = [f"{path}: matches no test image of {dataset}; ignored" for path in matched.extra]
     return result, text, notes
 
 
-# What `skunet evaluate` writes into its --out folder.
-OUTPUTS = ("metrics.json", "plots", "report.md")
+def _report(result: Mapping[str, Any], rows: list[tuple[str, str, Mapping[str, float]]], dataset: str, what: str,
+            threshold: float, binary: bool) -> str:
+    """report.md: yours beside the published rows, then the audit of your numbers."""
+    return "\n".join([
+        f"{REPORT_TITLE}{dataset}, scored as the pipeline scores its own", "",
+        f"{what}; threshold {threshold} (vessel where probability > it)"
+        + ("; binary masks, so the AUC is that of a single operating point" if binary else "") + ".", "",
+        comparison_table(result, rows),
+        "Your numbers, rounded to 4 digits as a paper prints them, audited as the published ones are "
+        "(`skunet audit`): which evaluations could have given them.", "",
+        audit_table(dataset, result),
+    ])
+
+
+def outputs(dataset: str) -> set[str]:
+    """What `skunet evaluate` writes into its --out folder for `dataset`: the whole tree, folders too."""
+    curves = {f"plots/{kind}/{dataset}.csv" for kind in ("per_image", "roc", "pr")}
+    return {"metrics.json", "report.md", "plots"} | {str(Path(c).parent) for c in curves} | curves
+
+
+def _tree(folder: Path) -> list[str]:
+    """Every entry below `folder` (folders too), relative; a link is an entry, never followed."""
+    entries = []
+    for path in sorted(folder.iterdir()):
+        entries.append(path.name)
+        if path.is_dir() and not path.is_symlink():
+            entries += [f"{path.name}/{below}" for below in _tree(path)]
+    return entries
+
+
+def _foreign(out_dir: Path) -> str | None:
+    """metrics.json or report.md where it is not recognisably what `skunet evaluate` writes (the
+    metrics of both protocols; the report's title), else None."""
+    try:
+        result = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        result = None
+    if not (isinstance(result, dict) and all(isinstance(result.get(p), dict) for p in PROTOCOLS)):
+        return "metrics.json"
+    try:
+        title = (out_dir / "report.md").read_text(encoding="utf-8")[:len(REPORT_TITLE)]
+    except (OSError, ValueError):
+        title = None
+    return None if title == REPORT_TITLE else "report.md"
 
 
 def _check_out(out_dir: Path) -> None:
-    """--out: a new folder, or one this command wrote (it is replaced whole); never a folder with
-    other files, such as the pipeline's own reports/ or metrics/."""
+    """--out: a new or empty folder, or one whose whole tree is exactly what an earlier `skunet
+    evaluate` wrote (it is replaced whole); never a folder with anything else in it (the user's own
+    report.md, the pipeline's reports/ or metrics/), and never a link, which replacing would break."""
+    if out_dir.is_symlink():
+        raise SkunetError(f"--out {out_dir}: a symbolic link (to {os.readlink(out_dir)}); give the folder itself"
+                          " or a new one")
     if out_dir.exists() and not out_dir.is_dir():
         raise SkunetError(f"--out {out_dir}: a file; give a new folder")
-    other = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUTS) if out_dir.is_dir() else []
+    entries = _tree(out_dir) if out_dir.is_dir() else []
+    if not entries:
+        return
+    other = next((e for e in entries if not any(e in outputs(d) for d in DATASETS)), None)
+    if other is None and not any(set(entries) == outputs(d) for d in DATASETS):  # a part, or two datasets' parts
+        raise SkunetError(f"--out {out_dir}: not exactly what `skunet evaluate` writes (metrics.json, report.md,"
+                          " plots/{per_image,roc,pr}/<dataset>.csv); give a new folder (or one it wrote before)")
+    other = other or _foreign(out_dir)
     if other:
-        raise SkunetError(f"--out {out_dir}: holds {other[0]}, which `skunet evaluate` does not write; give a new"
-                          " folder (or one it wrote before)")
+        raise SkunetError(f"--out {out_dir}: holds {other}, which `skunet evaluate` does not write; give a new folder"
+                          " (or one it wrote before)")
