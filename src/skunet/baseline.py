@@ -260,7 +260,7 @@ def _exact_of(runs: Mapping[str, Any]) -> dict[str, Any]:
 
 def _header(path: Path) -> list[str]:
     """The baseline file's comment lines, kept when it is written again."""
-    return [line for line in path.read_text().splitlines() if line.startswith("#")]
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
 
 
 def _only_numbers(tree: Mapping[str, Any]) -> dict[str, Any]:
