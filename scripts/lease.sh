@@ -9,7 +9,7 @@
 # at most 8 files of at most 16 MiB; TAKE_DIR is the OUT_DIR an earlier lease brought back.
 # SKUNET_LEASE_RESERVE: seconds kept back from the budget for packing and the transfer (default 20).
 set -euo pipefail
-[[ $# -ge 2 && $# -le 3 ]] || { echo "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]" >&2; exit 2; }
+[[ $# -ge 2 && $# -le 3 && -n $2 ]] || { echo "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]" >&2; exit 2; }
 [[ $1 =~ ^[0-9]{1,7}$ ]] && (( 10#$1 > 0 )) || {
   echo "$1: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for" >&2; exit 2; }
 start=$SECONDS

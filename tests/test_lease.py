@@ -396,6 +396,7 @@ def test_take_and_lease_refuse_a_damaged_manifest_before_writing_anything(tmp_pa
 
 @pytest.mark.parametrize(("args", "message"), [
     ([], "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]"),
+    (["30", ""], "usage: scripts/lease.sh BUDGET_S OUT_DIR [TAKE_DIR]"),
     (["9 min", "out"], "9 min: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for"),
     (["0", "out"], "0: not a whole number of seconds from 1 to 9999999; give the time this machine is lent for"),
     (["18446744073709551617", "out"],
@@ -1017,3 +1018,174 @@ def test_a_lease_names_itself_running_from_its_start_and_the_out_folder_is_check
     (tmp_path / "afile").write_text("")
     with pytest.raises(SkunetError, match=r"--out .*afile/sub: .*afile is a file, not a folder"):
         L.lease(machine, 60, tmp_path / "afile" / "sub", [])
+
+
+def test_a_lease_refuses_an_out_folder_inside_the_pipeline_before_writing(tmp_path):
+    """`dvc repro augment@drive` in the lease would delete a --out inside data/augmented/drive."""
+    machine = project_copy(tmp_path / "machine")
+    result = subprocess.run([sys.executable, "-m", "skunet", "lease", "--budget", "1", "--reserve", "0.9", "--out",
+                             "data/augmented/drive"], cwd=machine, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2 and result.stderr.startswith("error: --out data/augmented/drive: inside data/,")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (machine / "data").exists() and not (machine / ".skunet-state").exists()
+
+
+def test_a_full_disk_while_packing_leaves_the_earlier_pieces_whole_and_keeps_what_the_lease_did(tmp_path, monkeypatch):
+    import errno
+
+    out = _leased(tmp_path, monkeypatch)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
+    write_bytes = Path.write_bytes
+
+    def full(self, data):
+        if "pieces.tar.0" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError) as raised:
+        L.lease(machine, 1.0, out, [], reserve_s=0.9)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    assert raised.value.filename == str(out / "pieces.tar.00")
+    assert {p.name: p.read_bytes() for p in out.glob("pieces.tar.*")} == \
+        {k: v for k, v in before.items() if k.startswith("pieces.tar.")}
+    assert json.loads((out / L.MANIFEST).read_text()) == json.loads(before[L.MANIFEST])
+    assert not list(out.glob(".pieces.tar.*"))
+    L.take(out, tmp_path / "home")  # the earlier pieces, as they were
+    kept = json.loads((machine / ".skunet-state" / "lease.json").read_text())
+    assert len(kept["pieces"]) == 2 and "No space left" in kept["pieces"][-1]["error"]
+    assert kept["pieces"][-1]["sha256"] is None and "drive-skunet" in kept["trainings"]
+    assert not (machine / ".skunet-state" / "running.json").exists()
+
+
+_LEASE_SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+from skunet import lease as L
+from skunet.errors import exit_on_error
+{patch}
+exit_on_error(lambda: L.lease(Path(sys.argv[1]), 60, Path(sys.argv[2]), [], reserve_s=1))()
+"""
+
+
+def test_a_second_sigterm_before_packing_waits_until_the_pieces_are_whole(tmp_path):
+    """A scheduler that sends SIGTERM again while the training stops: the default of a second
+    SIGTERM (stop at once) left nothing packed."""
+    machine = project_copy(tmp_path / "machine")
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
+    patch = ("def twice():\n    try:\n        os.kill(os.getpid(), signal.SIGTERM); time.sleep(2)\n"
+             "    finally:\n        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\nL.diagnostics = twice\n")
+    result = subprocess.run([sys.executable, "-c", _LEASE_SCRIPT.format(patch=patch), str(machine),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert "interrupted; packed 0 finished trainings" in result.stderr
+    piece = json.loads((tmp_path / "out" / L.MANIFEST).read_text())["pieces"][-1]
+    assert piece["interrupted"] == "SIGTERM" and piece["sha256"]
+    assert _members(tmp_path / "out") == [".skunet-state/drive-skunet.pt"]
+    assert not (machine / ".skunet-state" / "running.json").exists()
+
+
+def test_a_sigterm_in_a_leases_first_seconds_is_one_line_and_leaves_nothing_half_done(tmp_path):
+    """Cut into torch's import, a signal left its exit hooks printing ("FakeTensor cache stats:"),
+    and a lease named running with nothing packed."""
+    machine = project_copy(tmp_path / "machine")
+    patch = ("import threading\nthreading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+             "assert 'torch' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", _LEASE_SCRIPT.format(patch=patch), str(machine),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert result.stderr.startswith("terminated (SIGTERM)") and len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists() and not (machine / ".skunet-state").exists()
+
+
+def test_take_refuses_the_parts_of_an_earlier_lease_under_a_manifest_that_does_not_record_them(tmp_path, monkeypatch):
+    """A lease stopped outright (SIGKILL) in a folder an earlier lease wrote: its manifest, written
+    at its start, names no parts, and the parts are the earlier lease's."""
+    out = _leased(tmp_path, monkeypatch)
+    earlier = json.loads((out / L.MANIFEST).read_text())
+    machine = project_copy(tmp_path / "machine")
+
+    def killed(*args):
+        raise SystemExit(137)
+
+    monkeypatch.setattr(L, "_pack_and_keep", killed)
+    with pytest.raises(SystemExit):
+        L.lease(machine, 1.0, out, [], reserve_s=0.9)
+    assert json.loads((out / L.MANIFEST).read_text())["pieces"][-1]["sha256"] is None
+    with pytest.raises(SkunetError, match=r"out: its last lease packed nothing \(stopped outright, by SIGKILL\), so"
+                                          r" its pieces.tar parts are an earlier lease's"):
+        L.take(out, tmp_path / "home")
+    # so is a last piece written without the record (a lease from before it), after pieces with it
+    earlier["pieces"].append({"device": "CPU (2 threads)"})
+    (out / L.MANIFEST).write_text(json.dumps(earlier))
+    with pytest.raises(SkunetError, match=r"out: its last lease packed nothing"):
+        L.take(out, tmp_path / "home")
+    assert list((tmp_path / "home").iterdir()) == []
+
+
+def test_take_refuses_a_folder_where_a_lease_runs(tmp_path, monkeypatch):
+    out, home = _leased(tmp_path, monkeypatch), tmp_path / "home"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "lease"])
+    try:
+        while b"time.sleep" not in _cmdline(Path(f"/proc/{other.pid}")):
+            time.sleep(0.05)
+        (home / ".skunet-state").mkdir()
+        (home / ".skunet-state" / "running.json").write_text(json.dumps({"lease": other.pid, "group": None}))
+        with pytest.raises(SkunetError, match=rf"home: a lease runs in this folder \(process {other.pid}\); wait"):
+            L.take(out, home)
+        assert [p.name for p in (home / ".skunet-state").iterdir()] == ["running.json"]
+    finally:
+        other.kill()
+        other.wait()
+    L.take(out, home)  # a lease that is gone is no obstacle
+
+
+def test_taking_a_folder_again_leaves_alone_a_training_that_finished_here_since(tmp_path, caplog):
+    from skunet.checkpoints import write_log
+
+    machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
+    _kept(machine, {"drive-skunet": {"status": "in progress"}})
+    _state(machine / ".skunet-state" / "drive-skunet.pt", 1)
+    out.mkdir()
+    L._pack(machine, out, [], ["drive-skunet"])
+    (out / L.MANIFEST).write_text((machine / ".skunet-state" / "lease.json").read_text())
+    home.mkdir()
+    L.take(out, home)
+    # `dvc repro` here finished it: the resume state is gone, dvc.lock records the model
+    (home / ".skunet-state" / "drive-skunet.pt").unlink()
+    (home / "models" / "drive").mkdir(parents=True)
+    (home / "models" / "drive" / "skunet.pt").write_bytes(b"weights")
+    write_log(home / "plots" / "train" / "drive" / "skunet.csv",
+              [{"epoch": e, "train_loss": 0.5, "val_loss": 0.5, "val_f1": 0.5, "lr": 1e-3, "seconds": 1.0,
+               "peak_mib": 1.0} for e in range(1, 7)])
+    (home / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train@drive-skunet": {
+        "cmd": "python stages/train.py drive skunet",
+        "outs": [{"path": "models/drive/skunet.pt", "md5": hashlib.md5(b"weights").hexdigest()}]}}}))
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        taken = L.take(out, home)
+    assert not (home / ".skunet-state" / "drive-skunet.pt").exists()
+    assert taken["trainings"]["drive-skunet"]["status"] == "finished"
+    assert taken["trainings"]["drive-skunet"]["epochs_done"] == 6
+    assert "drive-skunet: finished in this checkout since (dvc.lock)" in caplog.text
+    (home / "models" / "drive" / "skunet.pt").write_bytes(b"other weights")  # not the model dvc.lock records
+    assert L.take(out, home)["trainings"]["drive-skunet"]["status"] == "in progress"
+    assert (home / ".skunet-state" / "drive-skunet.pt").is_file()
+
+
+def test_take_says_when_the_pieces_do_not_continue_those_taken_here(tmp_path, monkeypatch, caplog):
+    out, home = _leased(tmp_path, monkeypatch), tmp_path / "home"
+    _kept(home, {}, pieces=[{"device": "another lease's"}])
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        L.take(out, home)
+    assert "out: these pieces do not continue the ones taken here" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="skunet.lease"):
+        L.take(out, home)  # the same again
+    assert "do not continue" not in caplog.text

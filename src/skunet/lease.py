@@ -63,7 +63,7 @@ from ruamel.yaml.error import YAMLError
 from skunet.atomic import atomic_file, sweep_temporaries
 from skunet.config import DATASETS, MODELS, parse_yaml
 from skunet.errors import SkunetError, Terminated, os_error_line, reason
-from skunet.recorded import other_inputs
+from skunet.recorded import _file_md5, other_inputs
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +240,27 @@ def _stop_orphans(root: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):  # cut short as it was written: nothing to stop
         path.unlink(missing_ok=True)
         return
-    if pid != os.getpid() and _is_lease(pid):
-        raise SkunetError(f"{root}: a lease runs in this folder (process {pid}); wait for it to end, or stop it,"
-                          " then run this again")
+    _refuse_beside(root, pid)
     if group is not None and _group_running(group, cwd=root):
         log.info("stopping the stage that a lease stopped outright left running here (process group %d)", group)
         _end_group(group, signal.SIGTERM, lambda: _group_running(group))
     path.unlink(missing_ok=True)
+
+
+def _refuse_beside(root: Path, pid: int) -> None:
+    """One line where process `pid`, a lease other than this one, still runs in the folder `root`."""
+    if pid != os.getpid() and _is_lease(pid):
+        raise SkunetError(f"{root}: a lease runs in this folder (process {pid}); wait for it to end, or stop it,"
+                          " then run this again")
+
+
+def _refuse_beside_a_lease(root: Path) -> None:
+    """`skunet take` beside a running lease would change the resume states and the run cache
+    under it; a lease that is gone (killed outright) is no obstacle."""
+    try:
+        _refuse_beside(root, int(json.loads(_running_path(root).read_text())["lease"]))
+    except (OSError, ValueError, KeyError, TypeError):  # none, or cut short as it was written
+        return
 
 
 def _is_lease(pid: int) -> bool:
@@ -500,9 +514,11 @@ def _parts(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------- packing
-def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: Iterable[str]) -> dict[str, str]:
+def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: Iterable[str],
+          manifest: dict[str, Any] | None = None) -> dict[str, str]:
     """Tar the finished trainings' run-cache entries and objects and the resume states of those
-    in progress into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by name."""
+    in progress into `out`/pieces.tar.NN parts of at most MAX_FILE_BYTES; the parts' sha256, by
+    name. With `manifest`, its last piece records them, and it goes into `out` with the parts."""
     runs, seen = _training_runs(root), {}
     members: list[Path] = []
     for training in finished:
@@ -521,14 +537,46 @@ def _pack(root: Path, out: Path, finished: Iterable[str], in_progress: Iterable[
     if len(parts) > MAX_PARTS:
         raise SkunetError(f"{out}: the pieces take {len(data) / 2**20:.1f} MiB, more than {MAX_PARTS} files of"
                           f" {MAX_FILE_BYTES // 2**20} MiB; bring back fewer trainings per lease")
-    for stale in out.glob(f"{PIECES}.[0-9][0-9]"):  # an earlier lease's parts in the same folder
-        stale.unlink()
-    digests = {}
-    for i, part in enumerate(parts):
-        name = f"{PIECES}.{i:02d}"
-        (out / name).write_bytes(part)
-        digests[name] = hashlib.sha256(part).hexdigest()
+    digests = {f"{PIECES}.{i:02d}": hashlib.sha256(part).hexdigest() for i, part in enumerate(parts)}
+    _swap_in(out, dict(zip(digests, parts)), manifest, digests)
     return digests
+
+
+def _swap_in(out: Path, parts: dict[str, bytes], manifest: dict[str, Any] | None, digests: dict[str, str]) -> None:
+    """Write the parts (and the manifest that records them) beside those already in `out`, and
+    move them into place only once all are whole: a full disk half-way leaves an earlier lease's
+    parts and manifest as they were, still a folder `skunet take` takes. The moves need no space."""
+    for stale in out.glob(f".{PIECES}.[0-9][0-9].tmp"):  # left by a lease stopped outright as it packed
+        stale.unlink()
+    written: list[Path] = []
+    try:
+        for name, part in parts.items():
+            written.append(out / f".{name}.tmp")
+            _write_naming(written[-1], part, out / name)
+        if manifest is not None:
+            manifest["pieces"][-1].update(sha256=digests, files=list(digests))
+            written.append(out / f".{MANIFEST}.tmp")
+            _write_naming(written[-1], (json.dumps(manifest, indent=1) + "\n").encode(), out / MANIFEST)
+    except BaseException:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
+        if manifest is not None:
+            manifest["pieces"][-1].update(sha256=None, files=[])
+        raise
+    for tmp in written:
+        tmp.replace(out / tmp.name[1:].removesuffix(".tmp"))
+    for stale in out.glob(f"{PIECES}.[0-9][0-9]"):  # an earlier lease's parts beyond this one's
+        if stale.name not in parts:
+            stale.unlink()
+
+
+def _write_naming(tmp: Path, data: bytes, final: Path) -> None:
+    """Write `data` to `tmp`; an OSError (a full disk) names `final`, not an output unnamed."""
+    try:
+        tmp.write_bytes(data)
+    except OSError as err:
+        err.filename = str(final)
+        raise
 
 
 def take(folder: Path, root: Path) -> dict[str, Any]:
@@ -539,6 +587,7 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
     object against its md5, and each training the manifest calls finished against a run of it."""
     parts = _parts(folder)
     manifest = _read_manifest(folder, required=True)
+    _refuse_beside_a_lease(root)
     newer = _kept_after(root, manifest)
     if newer is not None:
         raise SkunetError(f"{folder}: older pieces than this checkout's (its {len(manifest['pieces'])} are the first of"
@@ -552,10 +601,13 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
         raise SkunetError(f"{folder}: the {PIECES} parts are incomplete or damaged ({reason(err)}); bring back all"
                           " of them, unchanged") from None
     _check_finished(folder, root, manifest, runs, objects)
+    _say_if_another_chain(folder, root, manifest)
+    seen: dict[tuple[str, str], Any] = {}
     for training in ORDER:
         name = f".skunet-state/{training}.pt"
-        if name in files and not _states_to_take(folder, root, training, files[name], manifest):
-            del files[name]
+        if _finished_since(root, training, manifest, seen) or (
+                name in files and not _states_to_take(folder, root, training, files[name], manifest)):
+            files.pop(name, None)
     for name, content in files.items():  # written by us, each to a path of our making: no tar extraction
         target = _target(root, name)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -566,6 +618,40 @@ def take(folder: Path, root: Path) -> dict[str, Any]:
             _state_path(root, training).unlink(missing_ok=True)  # done there: nothing to resume
     _keep(root, manifest)
     return manifest
+
+
+def _say_if_another_chain(folder: Path, root: Path, manifest: dict[str, Any]) -> None:
+    """One line where the pieces do not go on from those this checkout took or packed before
+    (another lease's first piece): a mix-up, most likely; they are taken all the same."""
+    try:
+        kept = _read_kept(root) if _kept_path(root).is_file() else None
+    except SkunetError:  # damaged: the pieces taken now replace it
+        return
+    if kept and kept["pieces"] and manifest["pieces"] and kept["pieces"][0] != manifest["pieces"][0]:
+        log.info("%s: these pieces do not continue the ones taken here (another lease's first piece than %s's);"
+                 " taken all the same", folder, _kept_path(root).relative_to(root))
+
+
+def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: dict[tuple[str, str], Any]) -> bool:
+    """Whether `training`, in progress in the pieces, finished in this checkout since (dvc.lock
+    records it from this checkout's code and parameters, its model in place as recorded): its
+    resume state among the pieces is older than that, and is left out. The manifest says finished."""
+    entry = manifest["trainings"].get(training)
+    if entry is None or entry["status"] == "finished":
+        return False
+    try:
+        lock = parse_yaml((root / "dvc.lock").read_text()).get("stages", {}).get(f"train@{training}")
+        outs = lock["outs"]
+        if not outs or any(_file_md5(root / out["path"]) != out["md5"] for out in outs):
+            return False
+    except (OSError, YAMLError, AttributeError, KeyError, TypeError):  # no lock, or no run of it
+        return False
+    if other_inputs(root, lock, seen):
+        return False
+    _record(root, manifest, training, "finished", entry.get("device", "unknown"))
+    log.info("%s: finished in this checkout since (dvc.lock); the pieces' resume state of it (%d epoch%s) left out",
+             training, entry["epochs_done"], "" if entry["epochs_done"] == 1 else "s")
+    return True
 
 
 def _epochs_of(state_bytes: bytes, where: Path) -> int:
@@ -612,7 +698,11 @@ def _checked_parts(folder: Path, parts: list[Path], manifest: dict[str, Any]) ->
     from before the record is taken as it is; its objects are still checked)."""
     piece = manifest["pieces"][-1] if manifest["pieces"] else {}
     digests = piece.get("sha256")
-    if not isinstance(digests, dict):
+    if digests is None and ("sha256" in piece or any("sha256" in p for p in manifest["pieces"])):
+        raise SkunetError(f"{folder}: its last lease packed nothing (stopped outright, by SIGKILL), so its"
+                          f" {PIECES} parts are an earlier lease's, which its manifest does not record; run the lease"
+                          " again in the folder it ran in (it goes on from there), or take the folder before it")
+    if not isinstance(digests, dict):  # a lease from before the record: its objects are still checked
         return b"".join(part.read_bytes() for part in parts)
     names = [part.name for part in parts]
     for name in digests:
@@ -852,8 +942,10 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     failed; an error is raised again once packed), as do Ctrl-C and SIGTERM."""
     start = time.time()
     deadline = start + budget_s - reserve_s
+    with _signals_held():  # a signal cut into torch's import would leave its exit hooks printing
+        import torch  # noqa: F401
     manifest: dict[str, Any] = {"pieces": [], "trainings": {}}
-    _check_out(out)
+    earlier = _check_out(out)
     taken = [_read_manifest(folder) for folder in takes]  # first: a wrong --take is said before anything is written
     _stop_orphans(root)
     for folder, manifest_there in zip(takes, taken):
@@ -870,19 +962,45 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
                  "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
     _forget_what_no_run_restores(root, manifest)
     out.mkdir(parents=True, exist_ok=True)
-    log_path, running = out / "lease.log", _running_path(root)
-    _name_running(running, None)
-    log_path.write_text("")
+    _name_running(_running_path(root), None)
+    (out / "lease.log").write_text("")
+    # sha256 None until packed: the parts in the folder until then are an earlier lease's, which
+    # `skunet take` refuses under this manifest (a lease stopped outright never packs)
     piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
-                             "budget_s": budget_s, **diagnostics()}
+                             "budget_s": budget_s, "sha256": None}
     manifest["pieces"].append(piece)
-    _write_manifest(out, manifest)
+    with _later_signals_wait():
+        interrupted, failure = _run_trainings(root, out, manifest, start, deadline)
+        failure = _pack_and_keep(root, out, manifest, earlier) or failure
+        if piece.get("interrupted") and interrupted is None:  # it came while packing: the pieces are whole
+            interrupted = Terminated() if piece["interrupted"] == "SIGTERM" else KeyboardInterrupt()
+    if interrupted is not None or failure is not None:
+        finished, in_progress = piece["finished"], piece["in_progress"]
+        if piece["sha256"] is None:
+            log.info("%s: nothing packed, by the error below (%s); the next lease in this folder packs what this"
+                     " one did", out, "its earlier pieces are as they were" if earlier["pieces"] else "no pieces")
+        else:
+            log.info("%s: %s; packed %d finished training%s%s: bring back its files", out,
+                     "interrupted" if interrupted is not None else "stopped by the error below", len(finished),
+                     "" if len(finished) == 1 else "s", f" and {in_progress} in progress" if in_progress else "")
+        raise (failure if piece["sha256"] is None else None) or interrupted or failure
+    return manifest
+
+
+def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float, deadline: float
+                   ) -> tuple[BaseException | None, BaseException | None]:
+    """The diagnostics, then the trainings in order until the deadline; a signal or an error
+    stops them (the one is returned, which the lease raises again once packed), and the last
+    piece says what finished and what is in progress."""
+    piece, log_path, running = manifest["pieces"][-1], out / "lease.log", _running_path(root)
     todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") != "finished"]
     stage_s: dict[str, float] = {}
     in_progress = current = interrupted = failure = None
     try:
         import torch
 
+        piece.update(diagnostics())
+        _write_manifest(out, manifest)
         if torch.cuda.is_available():
             piece.update(_cuda_checks(root, out, until=min(start + FIRST_MINUTE_S, deadline)))
             _write_manifest(out, manifest)
@@ -942,27 +1060,37 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
         piece["error"] = str(err) if isinstance(err, SkunetError) else os_error_line(err)
     if current and _state_path(root, current).is_file():  # stopped mid-way: its last completed epoch
         in_progress = current
-        _record(root, manifest, current, "in progress", piece["device"])
+        _record(root, manifest, current, "in progress", piece.get("device", "unknown"))
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
     piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
+    return interrupted, failure
+
+
+def _pack_and_keep(root: Path, out: Path, manifest: dict[str, Any], earlier: dict[str, Any]) -> Exception | None:
+    """Pack into `out` (an error doing so, a full disk, is returned, and `out` keeps the
+    `earlier` manifest its parts are of), then keep the manifest in this folder either way, so that
+    the next lease here goes on from what this one did. A signal waits until all that is done."""
+    piece, packed_not = manifest["pieces"][-1], None
     try:
-        with _signals_held():  # a signal now waits until the pieces are whole
-            piece["sha256"] = _pack(root, out, finished, _resumable(root, manifest))
-            piece["files"] = list(piece["sha256"])
-            _write_manifest(out, manifest)
+        with _signals_held():
+            try:
+                _pack(root, out, piece["finished"], _resumable(root, manifest), manifest)
+            except (SkunetError, OSError) as err:
+                packed_not = err
+                piece.setdefault("error", str(err) if isinstance(err, SkunetError) else os_error_line(err))
+                with contextlib.suppress(OSError):  # else take refuses the parts under this one's manifest
+                    _write_manifest(out, earlier if earlier["pieces"] else manifest)
+            try:
+                _keep(root, manifest)
+            finally:
+                _unname_running(_running_path(root))
+    except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the manifest says so too
+        if not piece.get("interrupted"):
+            piece["interrupted"] = _signal_name(err)
+            if packed_not is None:
+                _write_manifest(out, manifest)
             _keep(root, manifest)
-            _unname_running(running)
-    except (KeyboardInterrupt, Terminated) as err:  # it came while packing: the pieces are whole
-        if interrupted is None:  # the manifest says so too
-            interrupted, piece["interrupted"] = err, _signal_name(err)
-            _write_manifest(out, manifest)
-            _keep(root, manifest)
-    if interrupted is not None or failure is not None:
-        log.info("%s: %s; packed %d finished training%s%s: bring back its files", out,
-                 "interrupted" if interrupted is not None else "stopped by the error below", len(finished),
-                 "" if len(finished) == 1 else "s", f" and {in_progress} in progress" if in_progress else "")
-        raise interrupted or failure
-    return manifest
+    return packed_not
 
 
 def _resumable(root: Path, manifest: dict[str, Any]) -> list[str]:
@@ -1003,6 +1131,29 @@ def _signals_held():
             signal.raise_signal(came[0])
 
 
+@contextlib.contextmanager
+def _later_signals_wait():
+    """The first Ctrl-C or SIGTERM stops the lease's work, which then packs what it has; later
+    ones are let go by (a scheduler that sends SIGTERM again, a second Ctrl-C), where the
+    command's own handler would stop the process at once, before anything is packed."""
+    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
+        yield
+        return
+    came: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        came.append(signum)
+        if len(came) == 1:
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+
+    held = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
 def _signal_name(err: BaseException) -> str:
     return "SIGINT" if isinstance(err, KeyboardInterrupt) else "SIGTERM"
 
@@ -1028,22 +1179,24 @@ def _record(root: Path, manifest: dict[str, Any], training: str, status: str, de
 
 # The files a lease writes into its --out folder.
 LEASE_FILES = re.compile(rf"{re.escape(MANIFEST)}|\.{re.escape(MANIFEST)}\.tmp|lease\.log|benchmark-drive\.json"
-                         rf"|{re.escape(PIECES)}\.[0-9][0-9]")
+                         rf"|{re.escape(PIECES)}\.[0-9][0-9]|\.{re.escape(PIECES)}\.[0-9][0-9]\.tmp")
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path) -> dict[str, Any]:
     """A lease's --out: new, empty, or one an earlier lease wrote (its files are replaced); never a
-    folder with other files, which would travel home among the pieces, or another tool's manifest."""
+    folder with other files, which would travel home among the pieces, or another tool's manifest.
+    Returns the manifest there (empty where there is none), which its parts stay with until this
+    lease's are whole."""
     there = next((path for path in (out, *out.parents) if path.exists()), None)
     if there is not None and not there.is_dir():
         what = "a file" if there == out else f"{there} is a file"
         raise SkunetError(f"--out {out}: {what}, not a folder; give a new or empty folder")
     if not out.is_dir():
-        return
+        return {"pieces": [], "trainings": {}}
     foreign = sorted(path.name for path in out.iterdir() if not LEASE_FILES.fullmatch(path.name))
     if foreign:
         raise SkunetError(f"--out {out}: holds {foreign[0]}, which a lease does not write; give a new or empty folder")
-    _read_manifest(out)
+    return _read_manifest(out)
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
