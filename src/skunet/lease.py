@@ -63,7 +63,7 @@ from ruamel.yaml.error import YAMLError
 from skunet.atomic import atomic_file, sweep_temporaries
 from skunet.config import DATASETS, MODELS, parse_yaml
 from skunet.errors import SkunetError, Terminated, os_error_line, reason
-from skunet.recorded import _file_md5, other_inputs
+from skunet.recorded import file_md5, other_inputs
 
 log = logging.getLogger(__name__)
 
@@ -642,7 +642,7 @@ def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: d
     try:
         lock = parse_yaml((root / "dvc.lock").read_text()).get("stages", {}).get(f"train@{training}")
         outs = lock["outs"]
-        if not outs or any(_file_md5(root / out["path"]) != out["md5"] for out in outs):
+        if not outs or any(file_md5(root / out["path"]) != out["md5"] for out in outs):
             return False
     except (OSError, YAMLError, AttributeError, KeyError, TypeError):  # no lock, or no run of it
         return False

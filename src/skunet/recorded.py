@@ -47,7 +47,7 @@ def folder_md5(root: Path, path: str) -> str | None:
     return tree.hash_info.value
 
 
-def _file_md5(path: Path) -> str | None:
+def file_md5(path: Path) -> str | None:
     """A file's md5, as DVC 3 records it (of its bytes); None where there is no such file."""
     return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
 
@@ -67,7 +67,7 @@ def other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], 
             continue
         kind = "folder" if md5.endswith(".dir") else "file"
         if (kind, path) not in seen:
-            seen[kind, path] = folder_md5(root, path) if kind == "folder" else _file_md5(root / path)
+            seen[kind, path] = folder_md5(root, path) if kind == "folder" else file_md5(root / path)
         here = seen[kind, path]
         if here != md5 and (here is not None or missing_differs):
             differ.append(path)
@@ -118,7 +118,7 @@ def check_metrics_recorded(root: Path) -> list[str]:
             if recorded is None:
                 raise SkunetError(f"{rel}: dvc.lock records no {stage} that wrote it, so nothing says how it was made;"
                                   f" run `dvc repro {stage}` (or `git checkout` it together with dvc.lock)")
-            if _file_md5(root / rel) != recorded:
+            if file_md5(root / rel) != recorded:
                 raise SkunetError(f"{rel}: not the file dvc.lock records for {stage} (edited since, or left by another"
                                   f" run); run `dvc repro {stage}` (or `git checkout` it together with dvc.lock)")
             changed: list[str] = []
@@ -144,7 +144,7 @@ def check_results_recorded(root: Path, rel: str = "reports/results.json") -> Non
     if recorded is None:
         raise SkunetError(f"{path}: dvc.lock records no compare stage that wrote it, so nothing says how it was made;"
                           " run `dvc repro compare`, then `skunet readme`")
-    if _file_md5(path) != recorded:
+    if file_md5(path) != recorded:
         raise SkunetError(f"{path}: not the file dvc.lock records for the compare stage (edited since, or left by"
                           " another run); run `dvc repro -f -s compare`, then `skunet readme`")
     changed = other_inputs(root, entry, missing_differs=False)
