@@ -455,7 +455,8 @@ def test_intervals_sit_beside_the_cells_and_say_whether_the_ranking_is_supported
     assert (flat["ci_low"], flat["ci_high"]) == (low, high)
 
 
-@pytest.mark.parametrize(("fraction", "text"), [(0.95, "95%"), (0.999, "99.9%"), (0.9, "90%"), (0.975, "97.5%")])
+@pytest.mark.parametrize(("fraction", "text"), [(0.95, "95%"), (0.999, "99.9%"), (0.9, "90%"), (0.975, "97.5%"),
+                                              (0.9999999, "99.99999%"), (0.12345678, "12.345678%")])
 def test_a_confidence_level_is_said_as_precisely_as_it_was_given(fraction, text):
     """0.999 was said "100%", an interval that no bootstrap gives."""
     assert C.percent(fraction) == text

@@ -1119,8 +1119,8 @@ def test_take_refuses_the_parts_of_an_earlier_lease_under_a_manifest_that_does_n
     with pytest.raises(SystemExit):
         L.lease(machine, 1.0, out, [], reserve_s=0.9)
     assert json.loads((out / L.MANIFEST).read_text())["pieces"][-1]["sha256"] is None
-    with pytest.raises(SkunetError, match=r"out: its last lease packed nothing \(stopped outright, by SIGKILL\), so"
-                                          r" its pieces.tar parts are an earlier lease's"):
+    with pytest.raises(SkunetError, match=r"out: its last lease packed nothing \(stopped outright, or its packing"
+                                          r" failed: see its lease.log\), so its pieces.tar parts are an earlier lease's"):
         L.take(out, tmp_path / "home")
     # so is a last piece written without the record (a lease from before it), after pieces with it
     earlier["pieces"].append({"device": "CPU (2 threads)"})
@@ -1177,6 +1177,9 @@ def test_taking_a_folder_again_leaves_alone_a_training_that_finished_here_since(
     (home / "models" / "drive" / "skunet.pt").write_bytes(b"other weights")  # not the model dvc.lock records
     assert L.take(out, home)["trainings"]["drive-skunet"]["status"] == "in progress"
     assert (home / ".skunet-state" / "drive-skunet.pt").is_file()
+    (home / "dvc.lock").write_bytes(b"\xff\xfe stages")  # not UTF-8: one line, no traceback
+    with pytest.raises(SkunetError, match=r"dvc.lock: .*; restore it with `git checkout dvc.lock`$"):
+        L.take(out, home)
 
 
 def test_take_says_when_the_pieces_do_not_continue_those_taken_here(tmp_path, monkeypatch, caplog):
@@ -1189,3 +1192,18 @@ def test_take_says_when_the_pieces_do_not_continue_those_taken_here(tmp_path, mo
     with caplog.at_level(logging.INFO, logger="skunet.lease"):
         L.take(out, home)  # the same again
     assert "do not continue" not in caplog.text
+
+
+def test_a_signal_once_the_work_is_over_waits_for_the_packing():
+    """A first SIGTERM raised between the trainings' end and the packing ended the lease unpacked;
+    disarmed, it is only noted (the lease packs, then stops for it). Armed, it stops the work."""
+    from skunet.errors import Terminated
+
+    with L._later_signals_wait() as signals:
+        signals["armed"] = False
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert signals["came"] == [signal.SIGTERM]
+    with pytest.raises(Terminated), L._later_signals_wait():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)

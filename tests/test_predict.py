@@ -335,7 +335,9 @@ def test_predict_leaves_out_only_its_own_results_in_the_out_folder(tmp_path):
         Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
     assert image_files([imgs], tmp_path) == [imgs / "b.png"]
     assert sorted(p.name for p in image_files([tmp_path], tmp_path)) == ["a.png", "b.png"]
-    for path in (tmp_path / "a.png", imgs / "b.png"):
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "vessel_mask.png")  # the user's: no vessel_prob
+    assert sorted(p.name for p in image_files([tmp_path], tmp_path)) == ["a.png", "b.png", "vessel_mask.png"]
+    for path in (tmp_path / "a.png", imgs / "b.png", tmp_path / "vessel_mask.png"):
         path.unlink()
     with pytest.raises(SkunetError, match=re.escape(f"{tmp_path}: no .png, .jpg, .jpeg, .tif, .tiff, .gif files in"
                                                     " this folder besides this command's own results")):
@@ -438,8 +440,8 @@ def test_a_reference_or_dvc_yaml_that_is_not_text_is_one_line_or_no_pipeline(tmp
 
 
 @pytest.mark.parametrize("mode, array, problem", [
-    ("RGBA", np.zeros((8, 8, 4), np.uint8), "a RGBA image with alpha, which would be dropped unsaid"),
-    ("LA", np.zeros((8, 8, 2), np.uint8), "a LA image with alpha"),
+    ("RGBA", np.zeros((8, 8, 4), np.uint8), "an RGBA image with transparency, which would be dropped unsaid"),
+    ("LA", np.zeros((8, 8, 2), np.uint8), "an LA image with transparency"),
     (None, np.full((8, 8, 3), 40000, np.uint16), "a 16-bit colour image, which would be read at 8 bits"),
 ])
 def test_evaluate_refuses_a_map_with_alpha_or_16_bit_colour(tmp_path, mode, array, problem):
@@ -452,6 +454,22 @@ def test_evaluate_refuses_a_map_with_alpha_or_16_bit_colour(tmp_path, mode, arra
         Image.fromarray(array, mode).save(path)
     with pytest.raises(SkunetError, match=f"^{re.escape(str(path))}: " + re.escape(problem)):
         read_prediction(path)
+
+
+def test_evaluate_reads_an_opaque_grey_map_with_alpha_as_its_grey(tmp_path):
+    """matplotlib's imsave(path, prob, cmap="gray") writes RGBA, alpha 255 everywhere: scored as
+    the grey it is, not refused."""
+    import matplotlib.pyplot as plt
+    from skunet.score import read_prediction
+
+    prob = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    plt.imsave(tmp_path / "01.png", prob, cmap="gray", vmin=0, vmax=1)
+    with Image.open(tmp_path / "01.png") as img:
+        assert img.mode == "RGBA"
+    assert np.abs(read_prediction(tmp_path / "01.png") - prob).max() <= 1 / 255
+    grey_alpha = np.stack([np.full((8, 8), 200, np.uint8), np.full((8, 8), 255, np.uint8)], axis=-1)
+    Image.fromarray(grey_alpha, "LA").save(tmp_path / "02.png")
+    assert np.allclose(read_prediction(tmp_path / "02.png"), 200 / 255)
 
 
 def test_evaluate_names_a_link_to_nothing(tmp_path):

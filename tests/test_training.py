@@ -621,3 +621,15 @@ def test_a_full_disk_in_the_train_stage_is_one_line(tmp_path):
     one_line_error(result, ".skunet-state/drive-unet.pt: File too large", "free disk space")
     assert not (tmp_path / "models").exists()
     assert not list((tmp_path / ".skunet-state").iterdir())
+
+
+@pytest.mark.parametrize(("train_config", "short"), [
+    ({"epochs": 50, "max_train_samples": 0}, []),
+    ({"epochs": 60, "max_train_samples": 0}, []),  # more than the paper: not short of it
+    ({"epochs": 6, "max_train_samples": 192}, ["6 epochs", "192 training samples"]),
+    ({"epochs": 1, "max_train_samples": 0}, ["1 epoch"]),
+])
+def test_a_training_is_short_of_the_papers_by_fewer_epochs_or_a_subset_only(train_config, short):
+    from skunet.checkpoints import _short_of_the_paper
+
+    assert _short_of_the_paper(train_config) == short

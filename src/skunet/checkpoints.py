@@ -267,7 +267,7 @@ def _short_of_the_paper(train_config: dict[str, Any]) -> list[str]:
     """How a training, as its checkpoint records it, falls short of the paper's: fewer epochs, or a
     subset of the samples (the smoke and tiny profiles do both)."""
     short = []
-    if train_config.get("epochs", PAPER_EPOCHS) != PAPER_EPOCHS:
+    if train_config.get("epochs", PAPER_EPOCHS) < PAPER_EPOCHS:
         short.append(f"{train_config['epochs']} epoch{'' if train_config['epochs'] == 1 else 's'}")
     if train_config.get("max_train_samples"):
         short.append(f"{train_config['max_train_samples']} training samples")

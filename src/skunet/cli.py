@@ -316,7 +316,7 @@ def update_readme(root: Path, workdir: Path) -> str:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     full = read_results(workdir)
-    check_results_recorded(workdir)  # a comparison no run made, or an out-of-date one, is not published
+    check_results_recorded(workdir, RESULTS_JSON.as_posix())  # none that no run made, or out of date, is published
     try:
         section = readme_results_section(full)
         missing = [f"{m['dataset']}/{m['model']} ({_why_missing(workdir, m)})" for m in full["missing"]]

@@ -462,7 +462,7 @@ def ranking_lines(result: Mapping[str, Any]) -> list[str]:
 
 def percent(fraction: float) -> str:
     """A confidence level as a percentage, as precise as it was given (0.95: 95%, 0.999: 99.9%)."""
-    return f"{round(fraction * 100, 6):g}%"
+    return f"{round(fraction * 100, 10):.15g}%"
 
 
 def _num(value: Any, signed: bool = False) -> str:

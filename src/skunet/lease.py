@@ -63,7 +63,7 @@ from ruamel.yaml.error import YAMLError
 from skunet.atomic import atomic_file, sweep_temporaries
 from skunet.config import DATASETS, MODELS, parse_yaml
 from skunet.errors import SkunetError, Terminated, os_error_line, reason
-from skunet.recorded import file_md5, other_inputs
+from skunet.recorded import file_md5, lock_stages, other_inputs
 
 log = logging.getLogger(__name__)
 
@@ -639,12 +639,12 @@ def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: d
     entry = manifest["trainings"].get(training)
     if entry is None or entry["status"] == "finished":
         return False
+    lock = lock_stages(root).get(f"train@{training}")  # a damaged dvc.lock: one line
     try:
-        lock = parse_yaml((root / "dvc.lock").read_text()).get("stages", {}).get(f"train@{training}")
         outs = lock["outs"]
         if not outs or any(file_md5(root / out["path"]) != out["md5"] for out in outs):
             return False
-    except (OSError, YAMLError, AttributeError, KeyError, TypeError):  # no lock, or no run of it
+    except (AttributeError, KeyError, TypeError):  # no run of it
         return False
     if other_inputs(root, lock, seen):
         return False
@@ -699,7 +699,8 @@ def _checked_parts(folder: Path, parts: list[Path], manifest: dict[str, Any]) ->
     piece = manifest["pieces"][-1] if manifest["pieces"] else {}
     digests = piece.get("sha256")
     if digests is None and ("sha256" in piece or any("sha256" in p for p in manifest["pieces"])):
-        raise SkunetError(f"{folder}: its last lease packed nothing (stopped outright, by SIGKILL), so its"
+        raise SkunetError(f"{folder}: its last lease packed nothing (stopped outright, or its packing failed: see its"
+                          " lease.log), so its"
                           f" {PIECES} parts are an earlier lease's, which its manifest does not record; run the lease"
                           " again in the folder it ran in (it goes on from there), or take the folder before it")
     if not isinstance(digests, dict):  # a lease from before the record: its objects are still checked
@@ -969,9 +970,12 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     piece: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                              "budget_s": budget_s, "sha256": None}
     manifest["pieces"].append(piece)
-    with _later_signals_wait():
-        interrupted, failure = _run_trainings(root, out, manifest, start, deadline)
-        failure = _pack_and_keep(root, out, manifest, earlier) or failure
+    with _later_signals_wait() as signals:
+        interrupted, failure = _run_trainings(root, out, manifest, start, deadline, signals)
+        if interrupted is None and signals["came"]:  # it came as the work ended: packed all the same
+            interrupted = Terminated() if signals["came"][0] == signal.SIGTERM else KeyboardInterrupt()
+            piece["interrupted"] = _signal_name(interrupted)
+        failure = _pack_and_keep(root, out, manifest, earlier, signals) or failure
         if piece.get("interrupted") and interrupted is None:  # it came while packing: the pieces are whole
             interrupted = Terminated() if piece["interrupted"] == "SIGTERM" else KeyboardInterrupt()
     if interrupted is not None or failure is not None:
@@ -987,8 +991,8 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
     return manifest
 
 
-def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float, deadline: float
-                   ) -> tuple[BaseException | None, BaseException | None]:
+def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float, deadline: float,
+                   signals: dict[str, Any] | None = None) -> tuple[BaseException | None, BaseException | None]:
     """The diagnostics, then the trainings in order until the deadline; a signal or an error
     stops them (the one is returned, which the lease raises again once packed), and the last
     piece says what finished and what is in progress."""
@@ -1058,6 +1062,9 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
     except (SkunetError, OSError) as err:  # a damaged file, a full disk: pack what there is, then say it
         failure = err
         piece["error"] = str(err) if isinstance(err, SkunetError) else os_error_line(err)
+    finally:
+        if signals is not None:  # from here on a signal waits for the packing (`_later_signals_wait`)
+            signals["armed"] = False
     if current and _state_path(root, current).is_file():  # stopped mid-way: its last completed epoch
         in_progress = current
         _record(root, manifest, current, "in progress", piece.get("device", "unknown"))
@@ -1066,13 +1073,16 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
     return interrupted, failure
 
 
-def _pack_and_keep(root: Path, out: Path, manifest: dict[str, Any], earlier: dict[str, Any]) -> Exception | None:
+def _pack_and_keep(root: Path, out: Path, manifest: dict[str, Any], earlier: dict[str, Any],
+                   signals: dict[str, Any] | None = None) -> Exception | None:
     """Pack into `out` (an error doing so, a full disk, is returned, and `out` keeps the
     `earlier` manifest its parts are of), then keep the manifest in this folder either way, so that
     the next lease here goes on from what this one did. A signal waits until all that is done."""
     piece, packed_not = manifest["pieces"][-1], None
     try:
         with _signals_held():
+            if signals is not None:  # a first signal held here is raised at the end, and said below
+                signals["armed"] = True
             try:
                 _pack(root, out, piece["finished"], _resumable(root, manifest), manifest)
             except (SkunetError, OSError) as err:
@@ -1135,20 +1145,22 @@ def _signals_held():
 def _later_signals_wait():
     """The first Ctrl-C or SIGTERM stops the lease's work, which then packs what it has; later
     ones are let go by (a scheduler that sends SIGTERM again, a second Ctrl-C), where the
-    command's own handler would stop the process at once, before anything is packed."""
+    command's own handler would stop the process at once, before anything is packed. Yields
+    ``{"came": [signals], "armed": bool}``: disarmed once the work is over, a first signal is only
+    noted (raised there, it would cut the lease short between its work and its packing)."""
+    signals: dict[str, Any] = {"came": [], "armed": True}
     if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
-        yield
+        yield signals
         return
-    came: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
-        came.append(signum)
-        if len(came) == 1:
+        signals["came"].append(signum)
+        if len(signals["came"]) == 1 and signals["armed"]:
             raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
     held = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield signals
     finally:
         for sig, handler in held.items():
             signal.signal(sig, handler)

@@ -89,9 +89,13 @@ def image_files(inputs: Sequence[Path], out_dir: Path | None = None) -> list[Pat
 
 def _written_here(path: Path, out_dir: Path) -> bool:
     """Whether `path` is one of the files `skunet predict` writes into `out_dir`: directly in it,
-    named <stem>_<kind>.png."""
-    return path.resolve().parent == out_dir.resolve() and path.name.endswith(
-        tuple(f"_{kind}.png" for kind in OUTPUT_KINDS))
+    named <stem>_<kind>.png, beside the <stem>_prob.png and <stem>_mask.png it always writes (a
+    user's own `vessel_mask.png` there is an image to segment)."""
+    if path.resolve().parent != out_dir.resolve():
+        return False
+    stem = next((path.name.removesuffix(f"_{kind}.png") for kind in OUTPUT_KINDS
+                 if path.name.endswith(f"_{kind}.png")), None)
+    return stem is not None and all((path.parent / f"{stem}_{kind}.png").is_file() for kind in ("prob", "mask"))
 
 
 def stored_wide(img: Image.Image) -> bool:

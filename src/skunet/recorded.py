@@ -83,7 +83,7 @@ def other_inputs(root: Path, entry: dict[str, Any], seen: dict[tuple[str, str], 
     return differ
 
 
-def _lock_stages(root: Path) -> dict[str, Any]:
+def lock_stages(root: Path) -> dict[str, Any]:
     path = root / "dvc.lock"
     if not path.is_file():
         return {}
@@ -104,7 +104,7 @@ def check_metrics_recorded(root: Path) -> list[str]:
     the chain download -> resize -> augment -> train -> evaluate, as far as this checkout has
     them), grouped by what changed: the numbers stand for an earlier state of the project, and
     `dvc repro` brings them up to date."""
-    stages, seen = _lock_stages(root), {}
+    stages, seen = lock_stages(root), {}
     by_stage: dict[str, list[str]] = {}  # each stage's changed inputs, asked once (a data stage serves 3 models)
     stale: dict[tuple[str, ...], list[str]] = {}
     for dataset in DATASETS:
@@ -134,12 +134,12 @@ def check_metrics_recorded(root: Path) -> list[str]:
             for changed, files in stale.items()]
 
 
-def check_results_recorded(root: Path, rel: str = "reports/results.json") -> None:
+def check_results_recorded(root: Path, rel: str) -> None:
     """Refuse (SkunetError, one line) a comparison under `root` that is not, byte for byte, the one
     dvc.lock records as the compare stage's output, or whose inputs (metrics, parameters such as
     the tolerances, the published tables, the code) changed since it was made: the README would
     publish a comparison that no run made, or one of an earlier state of the project."""
-    path, entry = root / rel, _lock_stages(root).get("compare")
+    path, entry = root / rel, lock_stages(root).get("compare")
     recorded = next((o.get("md5") for o in (entry or {}).get("outs") or [] if o.get("path") == rel), None)
     if recorded is None:
         raise SkunetError(f"{path}: dvc.lock records no compare stage that wrote it, so nothing says how it was made;"

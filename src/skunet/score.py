@@ -96,13 +96,13 @@ def read_prediction(path: Path) -> np.ndarray:
             with Image.open(path) as img:
                 _refuse_alpha_and_wide_colour(path, img)
                 img.load()
-                if img.mode in ("RGB", "P"):  # a palette may hold colours: the same check
+                if img.mode in ("RGB", "RGBA", "P"):  # a palette may hold colours: the same check; alpha is opaque
                     bands = np.asarray(img.convert("RGB"))
                     if not (bands == bands[..., :1]).all():
                         raise SkunetError(f"{path}: a colour image; save the probability map as one grey channel")
                     array = bands[..., 0]
                 else:
-                    array = np.asarray(img.convert("L") if img.mode == "1" else img)
+                    array = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError, UnidentifiedImageError) as err:
         raise SkunetError(f"{path}: unreadable ({reason(err)}); give an 8/16-bit PNG or a .npy array") from None
     if array.ndim != 2 or array.size == 0:
@@ -133,8 +133,8 @@ def read_prediction(path: Path) -> np.ndarray:
 def _refuse_alpha_and_wide_colour(path: Path, img: Image.Image) -> None:
     """A map with an alpha channel (its grey or RGB would be scored, the alpha dropped), or a colour
     PNG stored at 16 bits a channel (PIL reads it at 8): refused, as `skunet predict` refuses them."""
-    if "A" in img.getbands():
-        raise SkunetError(f"{path}: a {img.mode} image with alpha, which would be dropped unsaid;"
+    if "A" in img.getbands() and img.getchannel("A").getextrema() != (255, 255):  # opaque (matplotlib's imsave): kept
+        raise SkunetError(f"{path}: an {img.mode} image with transparency, which would be dropped unsaid;"
                           " save the probability map as one grey channel (8/16-bit PNG) without alpha")
     if len(img.getbands()) > 1 and stored_wide(img):
         raise SkunetError(f"{path}: a 16-bit colour image, which would be read at 8 bits; save the probability map"
