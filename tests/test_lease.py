@@ -982,15 +982,22 @@ def test_a_damaged_resume_state_is_not_packed_and_one_in_the_pieces_is_left_out_
     assert (home / ".skunet-state" / "drive-skunet.pt").is_file()
 
 
-def test_taking_a_folder_again_keeps_a_resume_state_that_went_on_here(tmp_path, caplog):
+def _taken_once(tmp_path: Path, epochs: int) -> tuple[Path, Path]:
+    """A lease's folder holding drive-skunet in progress after `epochs` epochs, and a checkout that
+    took it once: (the folder, the checkout)."""
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
     _kept(machine, {"drive-skunet": {"status": "in progress"}})
-    _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
+    _state(machine / ".skunet-state" / "drive-skunet.pt", epochs)
     out.mkdir()
     L._pack(machine, out, [], ["drive-skunet"])
     (out / L.MANIFEST).write_text((machine / ".skunet-state" / "lease.json").read_text())
     home.mkdir()
     L.take(out, home)
+    return out, home
+
+
+def test_taking_a_folder_again_keeps_a_resume_state_that_went_on_here(tmp_path, caplog):
+    out, home = _taken_once(tmp_path, epochs=2)
     further = _state(home / ".skunet-state" / "drive-skunet.pt", 3)  # `dvc repro` here went on by an epoch
     with caplog.at_level(logging.INFO, logger="skunet.lease"):
         taken = L.take(out, home)
@@ -1150,14 +1157,7 @@ def test_take_refuses_a_folder_where_a_lease_runs(tmp_path, monkeypatch):
 def test_taking_a_folder_again_leaves_alone_a_training_that_finished_here_since(tmp_path, caplog):
     from skunet.checkpoints import write_log
 
-    machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"
-    _kept(machine, {"drive-skunet": {"status": "in progress"}})
-    _state(machine / ".skunet-state" / "drive-skunet.pt", 1)
-    out.mkdir()
-    L._pack(machine, out, [], ["drive-skunet"])
-    (out / L.MANIFEST).write_text((machine / ".skunet-state" / "lease.json").read_text())
-    home.mkdir()
-    L.take(out, home)
+    out, home = _taken_once(tmp_path, epochs=1)
     # `dvc repro` here finished it: the resume state is gone, dvc.lock records the model
     (home / ".skunet-state" / "drive-skunet.pt").unlink()
     (home / "models" / "drive").mkdir(parents=True)

@@ -83,6 +83,10 @@ def evaluate_model(
                             threshold, curve_points, levels)
 
 
+# The plots write_evaluation writes, each `plots_dir`/<kind>/<name>.csv.
+PLOT_KINDS = ("per_image", "roc", "pr")
+
+
 def write_evaluation(
     probs: list[np.ndarray],
     labels: list[np.ndarray],

@@ -635,11 +635,14 @@ def _say_if_another_chain(folder: Path, root: Path, manifest: dict[str, Any]) ->
 def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: dict[tuple[str, str], Any]) -> bool:
     """Whether `training`, in progress in the pieces, finished in this checkout since (dvc.lock
     records it from this checkout's code and parameters, its model in place as recorded): its
-    resume state among the pieces is older than that, and is left out. The manifest says finished."""
+    resume state among the pieces is older than that, and is left out. The manifest says finished.
+    `seen`: what was read of this checkout so far (dvc.lock, the inputs' hashes), kept between calls."""
     entry = manifest["trainings"].get(training)
     if entry is None or entry["status"] == "finished":
         return False
-    lock = lock_stages(root).get(f"train@{training}")  # a damaged dvc.lock: one line
+    if ("lock", "dvc.lock") not in seen:  # read once for all the trainings in progress
+        seen["lock", "dvc.lock"] = lock_stages(root)  # a damaged dvc.lock: one line
+    lock = seen["lock", "dvc.lock"].get(f"train@{training}")
     try:
         outs = lock["outs"]
         if not outs or any(file_md5(root / out["path"]) != out["md5"] for out in outs):

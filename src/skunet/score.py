@@ -28,7 +28,7 @@ from skunet.compare import read_yaml_file
 from skunet.config import DATASETS, PROTOCOLS
 from skunet.data.raw import load_manifest, read_png
 from skunet.errors import SkunetError, reason
-from skunet.evaluation import write_evaluation
+from skunet.evaluation import PLOT_KINDS, write_evaluation
 from skunet.predict import stored_wide
 
 SUFFIXES = (".png", ".npy")
@@ -250,7 +250,7 @@ def _report(result: Mapping[str, Any], rows: list[tuple[str, str, Mapping[str, f
 
 def outputs(dataset: str) -> set[str]:
     """What `skunet evaluate` writes into its --out folder for `dataset`: the whole tree, folders too."""
-    curves = {f"plots/{kind}/{dataset}.csv" for kind in ("per_image", "roc", "pr")}
+    curves = {f"plots/{kind}/{dataset}.csv" for kind in PLOT_KINDS}
     return {"metrics.json", "report.md", "plots"} | {str(Path(c).parent) for c in curves} | curves
 
 
