@@ -5,7 +5,8 @@
                                  at the tiny size instead (params.tiny.yaml); lay DIR out only
     skunet check [--baseline F]  compare metrics with the published tables (or a baseline); exit 1
                 [--allow-missing] when a cell is out of tolerance or, unless allowed, missing:
-                                 the CI gate
+                [--known F]      the CI gate; with --known, failing cells F lists at their values
+                                 (reviewed gaps: skunet.known) do not fail it, any other does
     skunet record-baseline --workdir DIR [--add-environment]
                                  re-record baselines/smoke.yaml from a smoke workspace; or add
                                  this environment's numbers of the same run (another CPU)
@@ -152,13 +153,21 @@ def smoke(workdir: Path, profile: str = "smoke", repro: bool = True) -> None:
     print(f"smoke workspace ready: {workdir} (try `dvc metrics show` and `skunet check` there)")
 
 
-def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bool = False) -> int:
+def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bool = False,
+          known: Path | None = None) -> int:
     """The comparison with the published tables, or with a smoke baseline: within its tolerances
-    always, and number for number where this environment is the one it was recorded in."""
+    always, and number for number where this environment is the one it was recorded in. With
+    `known` (published tables only), out-of-tolerance cells that file lists at their reproduced
+    values are reviewed gaps and do not fail it (skunet.known)."""
     from skunet.baseline import exact_check, load_baseline
     from skunet.compare import run_check
+    from skunet.known import load_known
     from skunet.recorded import check_metrics_recorded
 
+    if known is not None and baseline is not None:
+        raise SkunetError(f"--known {known} --baseline {baseline}: known deviations are gaps to the published"
+                          " tables; a smoke baseline is held exactly: drop one of them")
+    listed = load_known(known) if known is not None else None  # a bad file is said before any reading
     params = load_params(workdir / "params.yaml")
     out_of_date = check_metrics_recorded(workdir)  # a metrics file dvc.lock does not record is refused
     if baseline is None:
@@ -173,6 +182,8 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     code, table = run_check(workdir / "metrics", reference, tolerances, protocol=protocol,
                             allow_missing=allow_missing)
     print(table)
+    if listed is not None:
+        code = _known_gaps_only(workdir / "metrics", reference, tolerances, protocol, allow_missing, listed, known)
     if baseline is not None:
         exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing, params)
         print(text, end="")
@@ -180,6 +191,27 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     for line in out_of_date:
         print(f"note: {line}")
     return code
+
+
+def _known_gaps_only(metrics_dir: Path, reference_path: Path, tolerances: dict, protocol: str,
+                     allow_missing: bool, listed: dict, known: Path) -> int:
+    """The check's exit status when its failing cells are held against the known deviations:
+    0 only where each is listed at its value, every listed cell still fails so, and no result is
+    missing (unless allowed)."""
+    from skunet.compare import compare, load_reference, load_reproduced, missing_results
+    from skunet.known import judge
+
+    reference = load_reference(reference_path)
+    reproduced = load_reproduced(metrics_dir, reference)
+    if not reproduced:
+        return 1
+    result = compare(reproduced, reference, tolerances, protocol=protocol)
+    ok, lines = judge(result, listed, known)
+    print(f"\nKnown deviations ({known}):\n" + "".join(f"- {line}\n" for line in lines), end="")
+    missing = bool(missing_results(result, metrics_dir)) and not allow_missing
+    print("every failing cell is a known deviation at its reviewed value: the gate passes" if ok and not missing
+          else "the gate fails: see the lines above")
+    return 0 if ok and not missing else 1
 
 
 def _project_folder(command: str) -> Path:
@@ -383,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
     p_check.add_argument("--allow-missing", action="store_true",
                          help="a declared partial run: models without metrics are listed, not failed")
+    p_check.add_argument("--known", type=Path, default=None,
+                         help="reviewed out-of-tolerance cells (published/known_deviations.yaml): not failed"
+                              " while each fails at the value listed")
     p_record = sub.add_parser("record-baseline", help="re-record a smoke baseline from a smoke workspace")
     p_record.add_argument("--workdir", type=Path, required=True, help="the smoke workspace (after `skunet smoke`)")
     p_record.add_argument("--baseline", type=Path, default=Path("baselines/smoke.yaml"))
@@ -434,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         smoke(args.workdir, args.profile, args.repro)
         return 0
     if args.command == "check":
-        code = check(args.workdir, args.baseline, args.protocol, args.allow_missing)
+        code = check(args.workdir, args.baseline, args.protocol, args.allow_missing, args.known)
         sys.exit(code)
     if args.command == "record-baseline":
         from skunet.baseline import add_environment, record
