@@ -10,8 +10,10 @@ For each model, on the device present (CUDA if available, else CPU), in the same
 - fast path: what training uses on CUDA: the uint8 training set held on the device, bf16 autocast,
   channels_last, fused Adam, cudnn benchmark (and torch.compile with --compile);
 - naive path: fp32 eager, a torch DataLoader decoding PNG files from disk every step;
-- the ratio fast / naive in images per second, and peak memory (CUDA: max allocated; CPU: the
-  process's peak resident set, each measurement in a fresh process);
+- the ratio fast / naive in images per second, and peak memory (CUDA: max allocated since the
+  measurement began, the fast path measured in this process: a fresh one per model spent seconds
+  of a lease's first minute starting CUDA again; CPU: the process's peak resident set, each
+  measurement in a fresh process);
 - the fast path's first step, which is not timed above: cudnn's autotuning and, with --compile,
   the compilation happen there, once per training;
 - per training step of the fast path (forward + backward): FLOPs (torch.utils.flop_counter's
@@ -31,6 +33,7 @@ On a CPU, bf16 autocast is emulated and usually slower than fp32: the ratio says
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -120,7 +123,8 @@ def sync(dev: torch.device) -> None:
 
 
 def measure(model_name: str, dataset: str, path: str, steps: int, compile_: bool, size: int) -> dict:
-    """Images/s and peak memory of one (model, path); run in its own process."""
+    """Images/s and peak memory of one (model, path): in its own process, except the fast path on
+    CUDA, whose peak (max allocated, reset below) does not need one."""
     dev = device()
     batch = PARAMS["train"][dataset]["batch_size"]
     torch.manual_seed(0)
@@ -331,8 +335,13 @@ def main() -> None:
         result = {"model": model}
         if not args.floors_only:
             for path in ("fast",) if args.fast_only else ("fast", "naive"):
-                m = child(["--dataset", args.dataset, "--steps", str(args.steps), "--size", str(size),
-                           "--one", model, path] + (["--compile"] if args.compile else []))
+                if path == "fast" and dev.type == "cuda":
+                    m = measure(model, args.dataset, path, args.steps, args.compile, size)
+                    gc.collect()  # the model, its optimizer and its batches, before the next one
+                    torch.cuda.empty_cache()
+                else:
+                    m = child(["--dataset", args.dataset, "--steps", str(args.steps), "--size", str(size),
+                               "--one", model, path] + (["--compile"] if args.compile else []))
                 for key in ("images_per_s", "peak_mib", "warmup_s"):
                     result[f"{path}_{key}"] = m[key]
             result["epoch_fast_s"] = EPOCH_IMAGES / result["fast_images_per_s"]
