@@ -518,6 +518,7 @@ def lease_or_take(args: argparse.Namespace) -> int:
         piece = manifest["pieces"][-1]
         in_progress = [t for t in lease.ORDER if manifest["trainings"].get(t, {}).get("status") == "in progress"]
         print(f"{args.out}: {len(piece['finished'])} of {len(lease.ORDER)} trainings finished"
+              + (f", {len(piece['committed'])} committed before" if piece.get("committed") else "")
               + (f", {', '.join(in_progress)} in progress" if in_progress else "")
               + (f", {piece['cut']['training']} cut in its first epoch by the deadline" if piece.get("cut") else "")
               + (f", {piece['stopped']}" if piece.get("stopped") else "")

@@ -12,7 +12,10 @@ brought back):
    draw the data (NumPy, OpenCV, albumentations); on CUDA also a few timed fast-path training
    steps per model at paper size (the throughput benchmark's JSON) and the ``-k cuda`` test
    cases, each stopped where it runs past its share of those 50 s (the manifest says so);
-2. takes in the earlier pieces;
+2. takes in the earlier pieces; in a fresh clone given none, goes on from what its commit
+   records as finished from this very code and parameters (``reports/pieces.json``, dvc.lock,
+   metrics/): the models and pieces of a run taken home are in no commit, and cannot travel with
+   the archives and wheels;
 3. runs the trainings in an order that completes whole comparisons early (DRIVE's three models
    first), each dataset's data stages (``dvc repro augment@...``) just before its first training,
    each new training only if an epoch of it fits in the time left by the epoch times measured
@@ -71,6 +74,11 @@ log = logging.getLogger(__name__)
 # dataset's three models, the paper's ranking) complete early.
 ORDER = tuple(f"{dataset}-{model}" for dataset in DATASETS for model in MODELS)
 MANIFEST = "manifest.json"
+# The manifest of the pieces taken home, committed with the results; a training it lists that was
+# finished before the lease that carries it, and is neither trained nor packed there, is COMMITTED.
+RECORD, COMMITTED = "reports/pieces.json", "committed"
+# A committed training whose predictions (DVC-cached, in no commit) are not in the checkout.
+UNPREDICTED = "committed, its predictions not here"
 PIECES = "pieces.tar"
 # What a lease machine sends back: at most 8 files of at most 16 MiB. The manifest, the log and
 # the benchmark take three; the packed pieces, split into parts, the rest.
@@ -638,7 +646,7 @@ def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: d
     resume state among the pieces is older than that, and is left out. The manifest says finished.
     `seen`: what was read of this checkout so far (dvc.lock, the inputs' hashes), kept between calls."""
     entry = manifest["trainings"].get(training)
-    if entry is None or entry["status"] == "finished":
+    if entry is None or entry["status"] in ("finished", COMMITTED):
         return False
     if ("lock", "dvc.lock") not in seen:  # read once for all the trainings in progress
         seen["lock", "dvc.lock"] = lock_stages(root)  # a damaged dvc.lock: one line
@@ -789,19 +797,122 @@ def _run_here(root: Path, runs: list[Path], seen: dict[tuple[str, str], Any]) ->
     return None, newest or ["no run of it in this folder's DVC cache"]
 
 
-def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any]) -> None:
+def _forget_what_no_run_restores(root: Path, manifest: dict[str, Any],
+                                 seen: dict[tuple[str, str], Any] | None = None) -> None:
     """A training the manifest calls finished, but of which this folder's run cache holds no run
     made from this folder's code and parameters (params.yaml edited since, another commit, the
-    cache emptied), is trained again: it is taken out of the manifest's trainings."""
-    runs, seen = _training_runs(root), {}
+    cache emptied), is trained again: it is taken out of the manifest's trainings. So is one it
+    calls committed whose record in this checkout no longer holds (:func:`_not_committed`)."""
+    runs, seen = _training_runs(root), {} if seen is None else seen
     for training in ORDER:
-        if manifest["trainings"].get(training, {}).get("status") != "finished":
+        status = manifest["trainings"].get(training, {}).get("status")
+        if status == COMMITTED:
+            why = _not_committed(root, training, seen)
+            if why:
+                log.info("%s: %s: trained again", training, why)
+                del manifest["trainings"][training]
+        if status != "finished":
             continue
         _, differ = _run_here(root, runs.get(training, []), seen)
         if differ:
             log.info("%s: finished before, from other inputs than this folder's (%s): trained again here", training,
                      ", ".join(differ))
             del manifest["trainings"][training]
+
+
+# ------------------------------------------------------------------ trainings committed before
+# A run in pieces taken home and committed: its trainings' models and pieces are in no commit (they
+# cannot travel to the next machine beside the archives and wheels), but dvc.lock, the metrics and
+# this manifest are. A lease in a fresh clone of that commit goes on from them.
+def _not_committed(root: Path, training: str, seen: dict[tuple[str, str], Any]) -> str | None:
+    """Why this checkout's committed record does not stand for `training` (None where it does):
+    dvc.lock's train entry must be of this checkout's train stage (dvc.yaml's command, dependencies
+    and parameters) and its code and parameters (all but the augmented data, which the training
+    machine's own libraries drew), and the evaluate entry must be of that model, with the metrics
+    file byte for byte what it wrote. Else a committed result would stand for code it was not made
+    from. `seen`: what was read of this checkout so far (dvc.lock, the inputs' hashes)."""
+    dataset, model = training.split("-", 1)
+    if ("lock", "dvc.lock") not in seen:
+        seen["lock", "dvc.lock"] = lock_stages(root)  # a damaged dvc.lock: one line
+    stages = seen["lock", "dvc.lock"]
+    train, evaluate = stages.get(f"train@{training}"), stages.get(f"evaluate@{training}")
+    if not isinstance(train, dict):
+        return f"listed finished in {RECORD}, but dvc.lock records no train@{training}"
+    stage = [name for name, here, there in zip(("command", "dependencies", "parameters"),
+                                                _declared(root, training, seen), _recorded(train)) if here != there]
+    if stage:
+        return f"committed (dvc.lock), but by another train stage than this checkout's dvc.yaml ({', '.join(stage)})"
+    differ = other_inputs(root, train, seen)
+    if differ:
+        params = [d for d in differ if d.startswith("params.yaml:")]
+        what = ("code and parameters" if params and len(params) < len(differ)
+                else "parameters" if params else "code")
+        return f"committed (dvc.lock), but made from other {what} than this checkout's ({', '.join(differ)})"
+    if not isinstance(evaluate, dict):
+        return f"committed (dvc.lock), but dvc.lock records no evaluate@{training}"
+    weights = f"models/{dataset}/{model}.pt"
+    md5_of = lambda entries, path: next((e.get("md5") for e in entries or [] if e.get("path") == path), None)
+    made = md5_of(train.get("outs"), weights)
+    if made is None or md5_of(evaluate.get("deps"), weights) != made:
+        return f"committed (dvc.lock), but evaluate@{training} evaluated another {weights} than train@{training} made"
+    metrics = f"metrics/{dataset}/{model}.json"
+    recorded = md5_of(evaluate.get("outs"), metrics)
+    if recorded is None or file_md5(root / metrics) != recorded:
+        what = "missing" if not (root / metrics).is_file() else "not the file dvc.lock records for it"
+        return f"committed (dvc.lock), but {metrics} is {what} (evaluate@{training})"
+    return None
+
+
+def _declared(root: Path, training: str, seen: dict[tuple[str, str], Any]) -> tuple[str, set[str], set[str]]:
+    """The command, dependencies and parameters dvc.yaml at `root` gives `training`'s train stage."""
+    dataset, model = training.split("-", 1)
+    if ("yaml", "dvc.yaml") not in seen:
+        seen["yaml", "dvc.yaml"] = parse_yaml((root / "dvc.yaml").read_text())["stages"]["train"]
+    stage = seen["yaml", "dvc.yaml"]
+    fill = lambda text: str(text).replace("${item.dataset}", dataset).replace("${item.model}", model)
+    return (fill(stage.get("cmd")), {fill(dep) for dep in stage.get("deps") or []},
+            {fill(name) for name in stage.get("params") or []})
+
+
+def _recorded(entry: dict[str, Any]) -> tuple[str, set[str], set[str]]:
+    """The command, dependencies and parameters of a stage's run as dvc.lock records them."""
+    params = entry.get("params") or {}
+    return (str(entry.get("cmd")), {str(dep.get("path")) for dep in entry.get("deps") or []},
+            {str(key) for values in params.values() if isinstance(values, dict) for key in values})
+
+
+def _committed_record(root: Path, seen: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """A lease's start in a folder where none ran and none was given --take (a fresh clone): the
+    trainings that the committed record (``reports/pieces.json``, dvc.lock, metrics/) holds as
+    finished from this checkout's code and parameters, each said in a line, as does each it
+    lists that is trained again. Their pieces come after the record's."""
+    empty: dict[str, Any] = {"pieces": [], "trainings": {}}
+    path = root / RECORD
+    if not path.is_file():
+        return empty
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        problem = _manifest_problem(record)
+    except (OSError, ValueError) as err:
+        problem = f"not a lease's manifest ({reason(err)})"
+    if problem:
+        log.info("%s: %s; no training is taken as committed (restore it with `git checkout %s`)", RECORD, problem,
+                 RECORD)
+        return empty
+    committed = {}
+    for training in ORDER:
+        entry = record["trainings"].get(training, {})
+        if entry.get("status") not in ("finished", COMMITTED):
+            continue
+        why = _not_committed(root, training, seen)
+        if why:
+            log.info("%s: %s: trained again", training, why)
+            continue
+        dataset, model = training.split("-", 1)
+        log.info("%s: finished and committed in this checkout (dvc.lock, metrics/%s/%s.json): not trained again",
+                 training, dataset, model)
+        committed[training] = {**entry, "status": COMMITTED}
+    return {"pieces": record["pieces"], "trainings": committed} if committed else empty
 
 
 def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
@@ -811,13 +922,24 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
     augmentations), the training machine's lock entry goes into dvc.lock and its outputs are put
     in place from the cache, so that ``dvc repro -s evaluate@...`` evaluates that very model here
     while ``dvc status`` keeps saying its data differ. Returns, by training, "run cache", "other
-    data" or "other code: <what differs>" (trained from other code or parameters: left alone), and
-    for a training in progress whose resume state this checkout would not resume (it would start
-    over) "other code", "other parameters" or "other code and parameters"."""
+    data" or "other code: <what differs>" (trained from other code or parameters: left alone), for
+    a training in progress whose resume state this checkout would not resume (it would start over)
+    "other code", "other parameters" or "other code and parameters", and for one the lease took
+    as committed whose record this checkout does not hold "not committed here: <why>", or
+    UNPREDICTED where it does but lacks its predictions (the record's dvc.lock entries and metrics
+    are left alone either way)."""
     from skunet.checkpoints import dvc_data_md5
     from skunet.data.augment import library_versions
 
     how = _states_of_other_inputs(root, manifest)
+    seen: dict[tuple[str, str], Any] = {}  # this checkout's inputs' hashes, read once
+    for training in ORDER:
+        if manifest["trainings"].get(training, {}).get("status") == COMMITTED:
+            why = _not_committed(root, training, seen)
+            if why:
+                how[training] = f"not committed here: {why}"
+            elif not (root / "predictions" / training.replace("-", "/", 1)).is_dir():
+                how[training] = UNPREDICTED  # in a fresh clone: the compare stage reads them
     runs = _training_runs(root)
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished" and runs.get(t)]
     datasets = sorted({t.split("-", 1)[0] for t in finished}, key=DATASETS.index)
@@ -831,7 +953,6 @@ def adopt(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
                           " pieces are in the DVC cache: mend the data stages and run `skunet take` again")
     lock_path = root / "dvc.lock"
     lock = parse_yaml(lock_path.read_text())
-    seen: dict[tuple[str, str], Any] = {}
     for training in finished:
         dataset = training.split("-", 1)[0]
         entry = parse_yaml(runs[training][-1].read_text())
@@ -864,8 +985,8 @@ def _states_of_other_inputs(root: Path, manifest: dict[str, Any]) -> dict[str, s
     from skunet.config import load_params, model_config
     from skunet.training import params_fingerprint, stage_code, train_config
 
-    in_progress = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in (None, "finished")
-                   and _state_path(root, t).is_file()]
+    in_progress = [t for t in ORDER if _state_path(root, t).is_file()
+                   and manifest["trainings"].get(t, {}).get("status") not in (None, "finished", COMMITTED)]
     if not in_progress:
         return {}
     code, params = stage_code(root), load_params(root / "params.yaml")
@@ -886,7 +1007,7 @@ def _states_of_other_inputs(root: Path, manifest: dict[str, Any]) -> dict[str, s
 
 def keep_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """The manifest of the pieces taken home, as reports/pieces.json, to commit with the results."""
-    return _dump(root / "reports" / "pieces.json", manifest)
+    return _dump(root / RECORD, manifest)
 
 
 def _dump(target: Path, manifest: dict[str, Any]) -> Path:
@@ -960,11 +1081,14 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
             manifest = newer
         else:
             manifest = take(folder, root)
+    seen: dict[tuple[str, str], Any] = {}  # this checkout's dvc.lock and inputs' hashes, read once
     if not takes and _kept_path(root).is_file():  # a lease ran in this folder before (a warm machine's next call)
         manifest = _read_kept(root)
         log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
                  "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
-    _forget_what_no_run_restores(root, manifest)
+    elif not takes:  # a fresh clone: what its commit records as finished is not trained again
+        manifest = _committed_record(root, seen)
+    _forget_what_no_run_restores(root, manifest, seen)
     out.mkdir(parents=True, exist_ok=True)
     _name_running(_running_path(root), None)
     (out / "lease.log").write_text("")
@@ -1000,7 +1124,7 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
     stops them (the one is returned, which the lease raises again once packed), and the last
     piece says what finished and what is in progress."""
     piece, log_path, running = manifest["pieces"][-1], out / "lease.log", _running_path(root)
-    todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") != "finished"]
+    todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in ("finished", COMMITTED)]
     stage_s: dict[str, float] = {}
     in_progress = current = interrupted = failure = None
     try:
@@ -1072,7 +1196,10 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
         in_progress = current
         _record(root, manifest, current, "in progress", piece.get("device", "unknown"))
     finished = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == "finished"]
-    piece.update(stage_seconds=stage_s, finished=finished, in_progress=in_progress, wall_s=time.time() - start)
+    # committed before: neither trained nor packed here (their models are in no commit)
+    committed = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") == COMMITTED]
+    piece.update(stage_seconds=stage_s, finished=finished, committed=committed, in_progress=in_progress,
+                 wall_s=time.time() - start)
     return interrupted, failure
 
 
@@ -1114,7 +1241,7 @@ def _resumable(root: Path, manifest: dict[str, Any]) -> list[str]:
 
     states = []
     for training in ORDER:
-        if manifest["trainings"].get(training, {}).get("status", "finished") == "finished":
+        if manifest["trainings"].get(training, {}).get("status", "finished") in ("finished", COMMITTED):
             continue
         try:
             if read_resume_state(_state_path(root, training)) is not None:
@@ -1236,7 +1363,21 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     is :func:`adopt`'s answer (the home side), None on a lease machine."""
     trainings, how = manifest["trainings"], how or {}
     finished = [t for t in ORDER if trainings.get(t, {}).get("status") == "finished"]
-    lines = [f"{len(finished)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"]
+    # committed before the lease: no pieces of them, their dvc.lock entries and metrics left as they are
+    gone = {t: how[t].split(": ", 1)[1] for t in ORDER if how.get(t, "").startswith("not committed here: ")}
+    committed = [t for t in ORDER if trainings.get(t, {}).get("status") == COMMITTED and t not in gone]
+    lines = [f"{len(finished) + len(committed)} of {len(ORDER)} trainings finished: {', '.join(finished) or 'none'}"
+             + (f" in these pieces; {', '.join(committed)} committed before (this checkout's dvc.lock and metrics,"
+                " left as they are)" if committed else "")]
+    for training, why in gone.items():
+        lines.append(f"{training}: the lease took it as committed, but this checkout's record does not hold it"
+                     f" ({why.removeprefix('committed (dvc.lock), but ')}), so `dvc repro` would train it again"
+                     " here; take the pieces into a clone of the commit the lease ran")
+    unpredicted = [t for t in committed if how.get(t) == UNPREDICTED]
+    if unpredicted:
+        lines.append(f"{', '.join(unpredicted)}: committed, but their predictions (DVC's, in no commit) are not in this"
+                     " checkout, and `dvc repro -s compare` reads them; take the pieces into the checkout that"
+                     " committed them (or `dvc pull` them from a DVC remote)")
     retrain = {t: how[t].split(": ", 1)[1] for t in finished if how.get(t, "").startswith("other code: ")}
     for training, differ in retrain.items():
         lines.append(f"{training}: trained from other code or parameters than this checkout's ({differ}), so"
@@ -1250,7 +1391,7 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
                      " its lock entry and model are the training machine's, and `dvc status` says its data differ")
     for training in ORDER:
         entry = trainings.get(training)
-        if entry and entry["status"] != "finished":
+        if entry and entry["status"] not in ("finished", COMMITTED):
             done = f"{entry['epochs_done']} epoch{'' if entry['epochs_done'] == 1 else 's'} done"
             if how.get(training, "").startswith("other "):
                 lines.append(f"{training}: {entry['status']} ({done}), but its resume state was saved with"
@@ -1276,6 +1417,7 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
     elif len(finished) == len(ORDER):
         lines.append("next: `dvc repro` takes the six trainings from the run cache and evaluates them here")
     elif finished:
+        then = "skunet check" if len(finished) + len(committed) == len(ORDER) else "skunet check --allow-missing"
         lines.append("next: `dvc repro " + " ".join(f"evaluate@{t}" for t in finished)
-                     + " && dvc repro -s compare` evaluates what is finished (then `skunet check --allow-missing`)")
+                     + f" && dvc repro -s compare` evaluates what is finished (then `{then}`)")
     return "\n".join(lines)
