@@ -683,11 +683,41 @@ def test_the_cuda_checks_end_when_their_time_does(tmp_path):
     t0 = time.time()
     checks = L._cuda_checks(root, out, until=t0 + 10)
     assert time.time() - t0 < 20, checks  # the two stops (SIGTERM, then a wait) take a moment
-    assert checks["benchmark"] == "no model measured (stopped at the end of the first minute)", checks
+    assert checks["benchmark"] == "no model measured (stopped at the end of its time)", checks
     # no GPU here: the nine cases skip, or some are still starting when their time ends
-    assert re.fullmatch(r"(\d+ skipped|none ended)(; stopped at the end of the first minute \(see lease.log\))?",
+    assert re.fullmatch(r"(\d+ skipped|none ended)(; stopped at the end of its time \(see lease.log\))?",
                         checks["cuda_tests"]), checks
     assert all(L.LEASE_FILES.fullmatch(p.name) for p in out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_the_cuda_test_cases_run_in_the_background_and_end_when_told(tmp_path):
+    """Started beside the data stages, the `-k cuda` cases keep running while the lease does CPU
+    work, are stopped at the time given (their whole process group), and their output goes into
+    lease.log, not beside it; none of their files stays in the project folder."""
+    root = project_copy(tmp_path / "project")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lease.log").write_text("")
+    tests = L._start_cuda_tests(root, out)
+    assert tests[0].poll() is None  # running, in the background
+    checks = L._end_cuda_tests(tests, out, until=time.time() + 120)
+    assert re.fullmatch(r"\d+ skipped", checks["cuda_tests"]), checks  # no GPU here: all nine skip
+    log_text = (out / "lease.log").read_text()
+    assert "pytest" in log_text and "skipped" in log_text.lower()
+    assert not list((root / ".skunet-state").glob("cuda-tests*"))
+    stopped = L._end_cuda_tests(L._start_cuda_tests(root, out), out, until=time.time() + 1)
+    assert stopped["cuda_tests"].endswith("; stopped at the end of its time (see lease.log)"), stopped
+    assert "(stopped after" in (out / "lease.log").read_text()
+
+
+def test_a_later_piece_on_the_same_device_does_not_run_the_cuda_cases_again():
+    pieces = [{"device": "NVIDIA H200", "cuda_tests": "9 passed"}, {"device": "NVIDIA H200"}]
+    assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") == "9 passed"
+    assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H100") is None  # another device
+    for said in ("none ended; stopped at the end of its time (see lease.log)",
+                 "3 passed; stopped at the end of its time (see lease.log)", "8 passed, 1 failed; exit 1 (see lease.log)"):
+        pieces[0]["cuda_tests"] = said
+        assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") is None, said
 
 
 def _cwd(proc: Path) -> Path | None:

@@ -10,8 +10,9 @@ brought back):
 1. first, within its first 50 s, writes what is worth keeping even if all that follows fails:
    ``manifest.json`` with the device, the torch / CUDA / driver versions and the versions that
    draw the data (NumPy, OpenCV, albumentations); on CUDA also a few timed fast-path training
-   steps per model at paper size (the throughput benchmark's JSON) and the ``-k cuda`` test
-   cases, each stopped where it runs past its share of those 50 s (the manifest says so);
+   steps per model at paper size (the throughput benchmark's JSON), stopped where it runs past
+   those 50 s (the manifest says so); then the ``-k cuda`` test cases, beside the first data
+   stages (which use the CPU alone), ended by 120 s after the start, before the first training;
 2. takes in the earlier pieces; in a fresh clone given none, goes on from what its commit
    records as finished from this very code and parameters (``reports/pieces.json``, dvc.lock,
    metrics/): the models and pieces of a run taken home are in no commit, and cannot travel with
@@ -84,10 +85,13 @@ PIECES = "pieces.tar"
 # the benchmark take three; the packed pieces, split into parts, the rest.
 MAX_FILES, MAX_FILE_BYTES = 8, 16 * 2**20
 MAX_PARTS = MAX_FILES - 3
-# The diagnostics, the benchmark and the `-k cuda` test cases end within this many seconds of the
-# lease's start, the benchmark within the first BENCHMARK_SHARE of what the diagnostics leave: with
-# scripts/lease.sh's install of the wheels before it (5 s for 68 wheels), the first minute.
-FIRST_MINUTE_S, BENCHMARK_SHARE = 50.0, 0.6
+# The diagnostics and the benchmark end within FIRST_MINUTE_S of the lease's start: with
+# scripts/lease.sh's install of the wheels before it (5 s for 68 wheels), the first minute. The
+# `-k cuda` test cases then run beside the first data stages (CPU work) and end by TESTS_S, before
+# the first training. On the H200, cold, the benchmark measured no model in 24 s and the tests
+# none of their nine in 16 s, when the two shared the first 50 s one after the other.
+# BENCHMARK_SHARE: the benchmark's share of the time `_cuda_checks` is given (both in turn).
+FIRST_MINUTE_S, TESTS_S, BENCHMARK_SHARE = 50.0, 120.0, 0.6
 # Kept back from the budget for packing and the transfer home.
 RESERVE_S = 20.0
 TRAIN_CMD = "python stages/train.py"
@@ -122,41 +126,84 @@ def diagnostics() -> dict[str, Any]:
 
 
 def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
-    """A few timed fast-path steps per model at paper size, then the `-k cuda` test cases, both
-    ended by `until`. The benchmark goes first: its epoch times decide what the lease starts, and
-    it rewrites its JSON after each model, so that one stopped part-way keeps those it measured.
-    The tests get the rest of the time, on three xdist workers where the machine has xdist."""
-    checks: dict[str, Any] = {}
+    """The benchmark, then the `-k cuda` test cases, one after the other, both ended by `until`."""
+    checks = _benchmark(root, out, until=time.time() + BENCHMARK_SHARE * max(0.0, until - time.time()))
+    return {**checks, **_end_cuda_tests(_start_cuda_tests(root, out), out, until)}
+
+
+def _this_code(root: Path) -> dict[str, str]:
+    """The checkout's code on the path, as its stages run it, whatever the environment has installed."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
+
+
+def _benchmark(root: Path, out: Path, until: float) -> dict[str, Any]:
+    """A few timed fast-path steps per model at paper size, ended by `until`, alone on the GPU (its
+    figures are timings). Its epoch times decide what the lease starts, and it rewrites its JSON
+    after each model, so that one stopped part-way keeps those it measured."""
     log_path, bench_path = out / "lease.log", out / "benchmark-drive.json"
     bench_path.unlink(missing_ok=True)  # an earlier lease's, in an --out given again
-    bench_until = time.time() + BENCHMARK_SHARE * max(0.0, until - time.time())
-    # the checkout's code, as its stages run it, whatever the environment has installed
-    this_code = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
     bench = _run_logged([sys.executable, "benchmarks/train_throughput.py", "--dataset", "drive", "--fast-only",
-                         "--steps", "3", "--out", str(bench_path)], root, log_path, max(1.0, bench_until - time.time()),
-                        this_code)
+                         "--steps", "3", "--out", str(bench_path)], root, log_path, max(1.0, until - time.time()),
+                        _this_code(root))
     sweep_temporaries(bench_path)  # a write the stop cut short
     measured = [r["model"] for r in json.loads(bench_path.read_text())["models"]] if bench_path.is_file() else []
     if bench == 0:
-        checks["benchmark"] = bench_path.name
-    elif measured:
-        checks["benchmark"] = f"{bench_path.name}: {', '.join(measured)} only ({_ended(bench)})"
-    else:
-        checks["benchmark"] = f"no model measured ({_ended(bench)})"
+        return {"benchmark": bench_path.name}
+    if measured:
+        return {"benchmark": f"{bench_path.name}: {', '.join(measured)} only ({_ended(bench)})"}
+    return {"benchmark": f"no model measured ({_ended(bench)})"}
+
+
+def _start_cuda_tests(root: Path, out: Path) -> tuple[subprocess.Popen, Path, float]:
+    """The `-k cuda` test cases, started in the background (three xdist workers where the machine
+    has xdist), so that they run beside the data stages, which use the CPU alone; their output
+    goes to a file of their own, into lease.log when they end (:func:`_end_cuda_tests`)."""
     workers = ["-n", "3", "--dist", "worksteal"] if importlib.util.find_spec("xdist") else ["-p", "no:xdist"]
-    logged = log_path.stat().st_size
-    tests = _run_logged([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *workers, "-k", "cuda",
-                         "tests/test_models.py", "tests/test_training.py"], root, log_path, max(1.0, until - time.time()),
-                        this_code)
-    with log_path.open("rb") as fh:
-        fh.seek(logged)
-        outcomes = _test_outcomes(fh.read().decode(errors="replace"))
-    checks["cuda_tests"] = outcomes if tests == 0 else f"{outcomes}; {_ended(tests)} (see lease.log)"
-    return checks
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *workers, "-k", "cuda",
+           "tests/test_models.py", "tests/test_training.py"]
+    text = root / ".skunet-state" / "cuda-tests.log"
+    text.parent.mkdir(parents=True, exist_ok=True)
+    with text.open("w") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, **_this_code(root)}, start_new_session=True)
+    return proc, text, time.time()
+
+
+def _end_cuda_tests(tests: tuple[subprocess.Popen, Path, float], out: Path, until: float) -> dict[str, Any]:
+    """Wait for the test cases until `until`, stop them there, put their output into lease.log and
+    count what ended."""
+    proc, text, started = tests
+    try:
+        code = proc.wait(max(0.0, until - time.time()))
+    except subprocess.TimeoutExpired:
+        _stop(proc, signal.SIGTERM)
+        code = 124
+    with text.open("a") as fh:
+        if code == 124:
+            fh.write(f"(stopped after {time.time() - started:.0f} s)\n")
+    output = text.read_text(errors="replace")
+    with (out / "lease.log").open("a") as fh:
+        fh.write(output)
+    text.unlink(missing_ok=True)
+    outcomes = _test_outcomes(output)
+    return {"cuda_tests": outcomes if code == 0 else f"{outcomes}; {_ended(code)} (see lease.log)"}
+
+
+def _cuda_tests_ran(manifest: dict[str, Any], device: str) -> str | None:
+    """What an earlier piece on the same device said of the test cases, where they all ended
+    there (a later call on that machine need not spend its time on them again)."""
+    for piece in reversed(manifest["pieces"][:-1]):
+        said = piece.get("cuda_tests")
+        if piece.get("device") == device and said and "stopped" not in said and "none ended" not in said \
+                and "exit" not in said:
+            return said
+    return None
 
 
 def _ended(code: int) -> str:
-    return "stopped at the end of the first minute" if code == 124 else f"exit {code}"
+    return "stopped at the end of its time" if code == 124 else f"exit {code}"
 
 
 def _test_outcomes(text: str) -> str:
@@ -1126,14 +1173,30 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
     piece, log_path, running = manifest["pieces"][-1], out / "lease.log", _running_path(root)
     todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in ("finished", COMMITTED)]
     stage_s: dict[str, float] = {}
-    in_progress = current = interrupted = failure = None
+    in_progress = current = interrupted = failure = tests = None
+
+    def tests_end(now: bool = False) -> None:
+        """The test cases end before the first training (the GPU to training alone): by TESTS_S
+        after the lease's start, or at once (a signal, an error)."""
+        nonlocal tests
+        if tests is not None:  # cleared once ended: a signal while waiting leaves it to the `finally`
+            ended = _end_cuda_tests(tests, out, time.time() if now else min(start + TESTS_S, deadline))
+            tests = None
+            piece.update(ended)
+            _write_manifest(out, manifest)
+
     try:
         import torch
 
         piece.update(diagnostics())
         _write_manifest(out, manifest)
         if torch.cuda.is_available():
-            piece.update(_cuda_checks(root, out, until=min(start + FIRST_MINUTE_S, deadline)))
+            piece.update(_benchmark(root, out, until=min(start + FIRST_MINUTE_S, deadline)))
+            ran = _cuda_tests_ran(manifest, piece["device"])
+            if ran is None:  # beside the data stages: see `tests_end` below
+                tests = _start_cuda_tests(root, out)
+            else:
+                piece["cuda_tests"] = f"{ran} in an earlier piece on this device"
             _write_manifest(out, manifest)
         if not (root / ".git").exists():
             code = _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
@@ -1162,6 +1225,7 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
                     break
                 if not _fits(root, out, training, manifest, deadline):
                     break
+            tests_end()
             current, t0, logged = training, time.time(), log_path.stat().st_size
             code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
                         env={"SKUNET_DEADLINE": f"{deadline:.3f}"}, running=running)
@@ -1184,12 +1248,14 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
                      stage_s[training])
             if status != "finished":
                 break
+        tests_end()  # no training started: they still get their time
     except (KeyboardInterrupt, Terminated) as err:  # Ctrl-C, or a job scheduler's SIGTERM: pack what there is
         interrupted, piece["interrupted"] = err, _signal_name(err)
     except (SkunetError, OSError) as err:  # a damaged file, a full disk: pack what there is, then say it
         failure = err
         piece["error"] = str(err) if isinstance(err, SkunetError) else os_error_line(err)
     finally:
+        tests_end(now=True)  # stopped by a signal or an error before the first training
         if signals is not None:  # from here on a signal waits for the packing (`_later_signals_wait`)
             signals["armed"] = False
     if current and _state_path(root, current).is_file():  # stopped mid-way: its last completed epoch
