@@ -1225,7 +1225,10 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
                     break
                 if not _fits(root, out, training, manifest, deadline):
                     break
-            tests_end()
+            if tests is not None:  # waited for: the time left is less
+                tests_end()
+                if not _fits(root, out, training, manifest, deadline):
+                    break
             current, t0, logged = training, time.time(), log_path.stat().st_size
             code = _dvc(root, "repro", f"train@{training}", log_path=log_path,
                         env={"SKUNET_DEADLINE": f"{deadline:.3f}"}, running=running)
