@@ -710,6 +710,39 @@ def test_the_cuda_test_cases_run_in_the_background_and_end_when_told(tmp_path):
     assert "(stopped after" in (out / "lease.log").read_text()
 
 
+def test_on_a_gpu_the_cuda_cases_run_beside_the_data_stages_and_end_before_the_first_training(
+        tmp_path, mirror, monkeypatch):
+    """The lease's own order where torch sees a GPU (faked here in this process alone: the stages
+    and the test cases, in processes of their own, run on the CPU, where the nine cases skip):
+    the benchmark, then the test cases started before the data stages and ended before the first
+    training, their output in lease.log ahead of the training's, their outcome in the manifest."""
+    import torch
+
+    monkeypatch.setenv("SKUNET_DATA_MIRROR", str(mirror))
+    machine = project_copy(tmp_path / "machine")
+    params = deep_merge(yaml.safe_load((machine / "params.yaml").read_text()), TINY)
+    params["models"]["unet"]["base_width"] = 256  # an epoch of minutes on a CPU: the deadline cuts it
+    (machine / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (machine / L.RECORD).unlink()  # no training committed: DRIVE's data stages run
+    subprocess.run([*GIT, "commit", "-qam", "tiny profile, wide U-Net"], cwd=machine, check=True)
+    cpu = L.diagnostics()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(L, "diagnostics", lambda: {**cpu, "device": "a GPU"})
+    monkeypatch.setattr(L, "_benchmark", lambda root, out, until: {"benchmark": "not run here"})
+    started = []
+    real_start = L._start_cuda_tests
+    monkeypatch.setattr(L, "_start_cuda_tests", lambda root, out: started.append(time.time()) or real_start(root, out))
+    out = tmp_path / "out"
+    manifest = L.lease(machine, 90, out, [], reserve_s=0)
+    piece = manifest["pieces"][-1]
+    assert re.fullmatch(r"\d+ skipped", piece["cuda_tests"]), piece
+    assert piece["stage_seconds"]["data"] > 0 and started, piece
+    log_text = (out / "lease.log").read_text()
+    data, tests, train = (log_text.index(s) for s in ("repro augment@drive", "-k cuda", "repro train@drive-unet"))
+    assert tests < train and data < train, log_text[:3000]
+    assert not list((machine / ".skunet-state").glob("cuda-tests*"))
+
+
 def test_a_later_piece_on_the_same_device_does_not_run_the_cuda_cases_again():
     pieces = [{"device": "NVIDIA H200", "cuda_tests": "9 passed"}, {"device": "NVIDIA H200"}]
     assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") == "9 passed"
