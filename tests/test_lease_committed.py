@@ -251,15 +251,16 @@ def test_a_lease_in_a_fresh_clone_of_a_partial_run_trains_only_the_rest(tmp_path
     committed = ("drive-unet", "drive-unet_dropblock", "drive-skunet", "chase-unet")
     rest = ("chase-unet_dropblock", "chase-skunet")
 
-    reference = _clone(template, tmp_path / "reference")
-    _run(["dvc", "repro", *(f"evaluate@{t}" for t in L.ORDER)], reference, env)
-    expected = _metrics(reference)
-    assert len(expected) == 6
-
-    # home: the four evaluated and compared, the pieces' manifest kept and committed with them
+    # home: the four evaluated and compared, the pieces' manifest kept and committed with them; an
+    # uninterrupted run of the other two beside it (the four are home's own, uninterrupted too)
     home = _clone(template, tmp_path / "home")
     _run(["dvc", "repro", *(f"evaluate@{t}" for t in committed)], home, env)
     _run(["dvc", "repro", "-s", "compare"], home, env)
+    reference = _clone(template, tmp_path / "reference")
+    _run(["dvc", "repro", *(f"evaluate@{t}" for t in rest)], reference, env)
+    made = {f"metrics/{t.replace('-', '/', 1)}.json" for t in rest}
+    expected = {**_metrics(home), **{k: v for k, v in _metrics(reference).items() if k in made}}
+    assert len(expected) == 6
     record = json.loads(json.dumps({"pieces": [{"device": DEVICE, "sha256": {"pieces.tar.00": "0" * 64},
                                                 "files": ["pieces.tar.00"], "finished": list(committed),
                                                 "in_progress": "chase-unet_dropblock"}],
