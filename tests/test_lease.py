@@ -681,7 +681,8 @@ def test_the_cuda_checks_end_when_their_time_does(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     t0 = time.time()
-    checks = L._cuda_checks(root, out, until=t0 + 10)
+    checks = {**L._benchmark(root, out, until=t0 + 6),
+              **L._end_cuda_tests(L._start_cuda_tests(root, out), out, until=t0 + 10)}
     assert time.time() - t0 < 20, checks  # the two stops (SIGTERM, then a wait) take a moment
     assert checks["benchmark"] == "no model measured (stopped at the end of its time)", checks
     # no GPU here: the nine cases skip, or some are still starting when their time ends
@@ -1146,6 +1147,12 @@ exit_on_error(lambda: L.lease(Path(sys.argv[1]), 60, Path(sys.argv[2]), [], rese
 """
 
 
+def _lease_patched(patch: str, machine: Path, out: Path) -> subprocess.CompletedProcess:
+    """A lease in a process of its own, with `patch` run in it first (_LEASE_SCRIPT)."""
+    return subprocess.run([sys.executable, "-c", _LEASE_SCRIPT.format(patch=patch), str(machine), str(out)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
 def test_a_second_sigterm_before_packing_waits_until_the_pieces_are_whole(tmp_path):
     """A scheduler that sends SIGTERM again while the training stops: the default of a second
     SIGTERM (stop at once) left nothing packed."""
@@ -1154,9 +1161,7 @@ def test_a_second_sigterm_before_packing_waits_until_the_pieces_are_whole(tmp_pa
     _state(machine / ".skunet-state" / "drive-skunet.pt", 2)
     patch = ("def twice():\n    try:\n        os.kill(os.getpid(), signal.SIGTERM); time.sleep(2)\n"
              "    finally:\n        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\nL.diagnostics = twice\n")
-    result = subprocess.run([sys.executable, "-c", _LEASE_SCRIPT.format(patch=patch), str(machine),
-                             str(tmp_path / "out")], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    result = _lease_patched(patch, machine, tmp_path / "out")
     assert result.returncode == 143, result.stderr[-2000:]
     assert "interrupted; packed 0 finished trainings" in result.stderr
     piece = json.loads((tmp_path / "out" / L.MANIFEST).read_text())["pieces"][-1]
@@ -1171,9 +1176,7 @@ def test_a_sigterm_in_a_leases_first_seconds_is_one_line_and_leaves_nothing_half
     machine = project_copy(tmp_path / "machine")
     patch = ("import threading\nthreading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
              "assert 'torch' not in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", _LEASE_SCRIPT.format(patch=patch), str(machine),
-                             str(tmp_path / "out")], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    result = _lease_patched(patch, machine, tmp_path / "out")
     assert result.returncode == 143, result.stderr[-2000:]
     assert result.stderr.startswith("terminated (SIGTERM)") and len(result.stderr.splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists() and not (machine / ".skunet-state").exists()

@@ -90,8 +90,7 @@ MAX_PARTS = MAX_FILES - 3
 # `-k cuda` test cases then run beside the first data stages (CPU work) and end by TESTS_S, before
 # the first training. On the H200, cold, the benchmark measured no model in 24 s and the tests
 # none of their nine in 16 s, when the two shared the first 50 s one after the other.
-# BENCHMARK_SHARE: the benchmark's share of the time `_cuda_checks` is given (both in turn).
-FIRST_MINUTE_S, TESTS_S, BENCHMARK_SHARE = 50.0, 120.0, 0.6
+FIRST_MINUTE_S, TESTS_S = 50.0, 120.0
 # Kept back from the budget for packing and the transfer home.
 RESERVE_S = 20.0
 TRAIN_CMD = "python stages/train.py"
@@ -123,12 +122,6 @@ def diagnostics() -> dict[str, Any]:
         "packages": [line for line in (_run_text([sys.executable, "-m", "pip", "freeze"], 60) or "").splitlines()
                      if re.fullmatch(r"[A-Za-z0-9_.-]+==\S+", line)],  # no editable or local paths
     }
-
-
-def _cuda_checks(root: Path, out: Path, until: float) -> dict[str, Any]:
-    """The benchmark, then the `-k cuda` test cases, one after the other, both ended by `until`."""
-    checks = _benchmark(root, out, until=time.time() + BENCHMARK_SHARE * max(0.0, until - time.time()))
-    return {**checks, **_end_cuda_tests(_start_cuda_tests(root, out), out, until)}
 
 
 def _this_code(root: Path) -> dict[str, str]:
