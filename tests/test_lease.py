@@ -748,10 +748,24 @@ def test_a_later_piece_on_the_same_device_does_not_run_the_cuda_cases_again():
     pieces = [{"device": "NVIDIA H200", "cuda_tests": "9 passed"}, {"device": "NVIDIA H200"}]
     assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") == "9 passed"
     assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H100") is None  # another device
+    partly = "3 passed; stopped at the end of its time (see lease.log)"  # a second try would end there too
+    pieces[0]["cuda_tests"] = partly
+    assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") == partly
     for said in ("none ended; stopped at the end of its time (see lease.log)",
-                 "3 passed; stopped at the end of its time (see lease.log)", "8 passed, 1 failed; exit 1 (see lease.log)"):
+                 "8 passed, 1 failed; exit 1 (see lease.log)", "8 passed, 1 error; exit 1 (see lease.log)"):
         pieces[0]["cuda_tests"] = said
         assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") is None, said
+
+
+def test_a_later_piece_on_the_same_device_does_not_run_a_finished_benchmark_again():
+    pieces = [{"device": "NVIDIA H200", "benchmark": "benchmark-drive.json"}, {"device": "NVIDIA H200"}]
+    assert L._benchmark_ran({"pieces": pieces}, "NVIDIA H200") == "benchmark-drive.json"
+    assert L._benchmark_ran({"pieces": pieces}, "NVIDIA H100") is None  # another device
+    assert L._benchmark_ran({"pieces": pieces[1:]}, "NVIDIA H200") is None  # the piece's own entry is not earlier
+    for said in ("benchmark-drive.json: unet only (stopped at the end of its time)",
+                 "no model measured (exit 1)"):
+        pieces[0]["benchmark"] = said
+        assert L._benchmark_ran({"pieces": pieces}, "NVIDIA H200") is None, said
 
 
 def _cwd(proc: Path) -> Path | None:
