@@ -3,16 +3,51 @@
 # measured against what may be carried (64 MiB): the project's tracked files, the two archives in
 # archives/ (from SKUNET_DATA_MIRROR) and, in wheelhouse/, the wheels for what the machine lacks.
 #
-#   scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]
+#   scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB] [--take DIR]
 #   scripts/lease_tree.sh 3.12 have.txt
+#   scripts/lease_tree.sh 3.12 have.txt --take OUT      # a later lease, going on from OUT
 #
 # HAVE_FILE lists the GPU machine's packages (`pip freeze` there, or a lease's manifest.json, whose
 # last piece records them). Then carry the folder with wheelhouse/ and archives/ and run scripts/lease.sh.
+# With --take DIR (the folder an earlier lease brought back) DIR is copied into lease-in/, to carry
+# as well (`scripts/lease.sh BUDGET OUT lease-in`), and archives/ holds only the archives of the
+# datasets whose trainings DIR's manifest does not list as finished or committed.
 set -euo pipefail
-[[ $# -ge 2 && $# -le 3 ]] || { echo "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]" >&2; exit 2; }
+usage="usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB] [--take DIR]"
+args=() take=
+while (( $# )); do
+  case $1 in
+    --take) [[ $# -ge 2 && -n $2 ]] || { echo "$usage" >&2; exit 2; }; take=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]}"
+[[ $# -ge 2 && $# -le 3 ]] || { echo "$usage" >&2; exit 2; }
 py_version=$1 have=$(realpath -m "$2") limit_mib=${3:-64}
 [[ -f $have ]] || { echo "$2: no such file; give the GPU machine's package list (pip freeze there)" >&2; exit 2; }
 [[ $limit_mib =~ ^[0-9]+$ ]] || { echo "$limit_mib: not a number of MiB" >&2; exit 2; }
+if [[ -n $take ]]; then
+  [[ -f $take/manifest.json ]] || {
+    echo "$take/manifest.json: no such file; give the folder an earlier lease brought back (its --out)" >&2; exit 2; }
+  take=$(realpath "$take")
+fi
+datasets="drive chase"
+if [[ -n $take ]]; then
+  # the datasets with a training left: their data stages run there, the others' do not
+  datasets=$(PYTHONPATH="$(dirname "$0")/../src" python3 -c '
+import sys
+from skunet.config import DATASETS, MODELS
+from skunet.errors import SkunetError
+from skunet.lease import _read_manifest
+from pathlib import Path
+try:
+    manifest = _read_manifest(Path(sys.argv[1]), required=True)
+except SkunetError as err:
+    sys.exit(str(err))
+done = {t for t, e in manifest["trainings"].items() if e.get("status") in ("finished", "committed")}
+print(" ".join(d for d in DATASETS if any(f"{d}-{m}" not in done for m in MODELS)))' "$take")
+  [[ -n $datasets ]] || { echo "$take: every training is finished or committed there; \`skunet take $take\` at home, no lease" >&2; exit 2; }
+fi
 mirror=${SKUNET_DATA_MIRROR:-}
 [[ -n $mirror && -f $mirror/DRIVE.zip && -f $mirror/CHASEDB1.zip ]] || {
   echo "SKUNET_DATA_MIRROR=${mirror}: needs DRIVE.zip and CHASEDB1.zip; set it to the folder that holds them" >&2; exit 2; }
@@ -23,19 +58,34 @@ tmp=$(mktemp -d "$PWD/.lease-tree.XXXXXX") && trap 'rm -rf "$tmp"' EXIT
 # a lease trains; the compare stage's audit (mlscorecheck, its solver tens of MB) runs at home
 SKUNET_LEAVE_OUT="torch mlscorecheck" scripts/wheelhouse.sh "$py_version" "$tmp/wheelhouse" "$have"
 mkdir "$tmp/archives"
-cp "$mirror/DRIVE.zip" "$mirror/CHASEDB1.zip" "$tmp/archives/"
+if [[ -n $take ]]; then
+  cp -r "$take" "$tmp/lease-in"
+fi
+for dataset in $datasets; do
+  case $dataset in drive) cp "$mirror/DRIVE.zip" "$tmp/archives/" ;; chase) cp "$mirror/CHASEDB1.zip" "$tmp/archives/" ;; esac
+done
 
 project=$(git ls-files -z | xargs -0 stat -c %s | awk '{s += $1} END {print s + 0}')
 wheels=$(du -sb "$tmp/wheelhouse" | cut -f1)
 archives=$(du -sb "$tmp/archives" | cut -f1)
-total=$((project + wheels + archives))
+pieces=0
+[[ -z $take ]] || pieces=$(du -sb "$tmp/lease-in" | cut -f1)
+total=$((project + wheels + archives + pieces))
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
-line="project $(mib "$project") MiB + archives $(mib "$archives") MiB + wheelhouse $(mib "$wheels") MiB ($(ls "$tmp/wheelhouse" | wc -l) wheels) = $(mib "$total") MiB"
+line="project $(mib "$project") MiB + archives $(mib "$archives") MiB ($(ls "$tmp/archives" | tr '\n' ' ' | sed 's/ $//'))"
+line+=" + wheelhouse $(mib "$wheels") MiB ($(ls "$tmp/wheelhouse" | wc -l) wheels)"
+[[ -z $take ]] || line+=" + lease-in $(mib "$pieces") MiB"
+line+=" = $(mib "$total") MiB"
 if (( total > limit_mib * 1048576 )); then
   echo "$line: more than the $limit_mib MiB a lease may carry; leave out what the machine has (HAVE_FILE)" >&2
   exit 1
 fi
-rm -rf wheelhouse archives
+rm -rf wheelhouse archives lease-in
 mv "$tmp/wheelhouse" wheelhouse
 mv "$tmp/archives" archives
-echo "$line, within $limit_mib MiB: carry wheelhouse/ and archives/ with the project"
+if [[ -n $take ]]; then
+  mv "$tmp/lease-in" lease-in
+  echo "$line, within $limit_mib MiB: carry wheelhouse/, archives/ and lease-in/ with the project; there, run scripts/lease.sh BUDGET_S OUT lease-in"
+else
+  echo "$line, within $limit_mib MiB: carry wheelhouse/ and archives/ with the project"
+fi
