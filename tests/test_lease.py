@@ -467,7 +467,10 @@ def test_a_training_on_data_drawn_elsewhere_is_taken_with_its_own_lock_entry(tmp
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [
-    ([], {}, "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB]"),
+    ([], {}, "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB] [--take DIR]"),
+    (["3.12", "have.txt", "--take"], {}, "usage: scripts/lease_tree.sh PYTHON_VERSION HAVE_FILE [LIMIT_MIB] [--take DIR]"),
+    (["3.12", "have.txt", "--take", "empty"], {},
+     "empty/manifest.json: no such file; give the folder an earlier lease brought back (its --out)"),
     (["3.12", "nothere.txt"], {}, "nothere.txt: no such file; give the GPU machine's package list (pip freeze there)"),
     (["3.12", "have.txt"], {"SKUNET_DATA_MIRROR": "empty"},
      "SKUNET_DATA_MIRROR=empty: needs DRIVE.zip and CHASEDB1.zip; set it to the folder that holds them"),
@@ -480,6 +483,31 @@ def test_the_lease_tree_script_refuses_bad_arguments_in_one_line(tmp_path, args,
                             env={**os.environ, "SKUNET_DATA_MIRROR": "", **env})
     assert result.returncode == 2 and result.stderr.strip() == message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "have.txt"]
+
+
+def test_the_lease_tree_script_refuses_a_take_with_nothing_left_to_train(tmp_path):
+    from skunet.data.augment import library_versions
+
+    out = tmp_path / "out"
+    out.mkdir()
+    trainings = {t: {"status": "finished" if t.startswith("drive") else "committed", "epochs_done": 50,
+                     "epoch_seconds": [], "device": "GPU X"} for t in L.ORDER}
+    (out / "manifest.json").write_text(json.dumps({"pieces": [{"device": "GPU X", **library_versions()}],
+                                                   "trainings": trainings}))
+    (tmp_path / "have.txt").write_text("numpy==2.5.2\n")
+    script = Path(L.__file__).parents[2] / "scripts" / "lease_tree.sh"
+    result = subprocess.run(["bash", str(script), "3.12", "have.txt", "--take", "out"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "SKUNET_DATA_MIRROR": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"{out}: every training is finished or committed there; `skunet take {out}` at"
+                                     " home, no lease")
+    del trainings["chase-skunet"]  # one left: past the manifest, on to the archives
+    (out / "manifest.json").write_text(json.dumps({"pieces": [{"device": "GPU X", **library_versions()}],
+                                                   "trainings": trainings}))
+    result = subprocess.run(["bash", str(script), "3.12", "have.txt", "--take", "out"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "SKUNET_DATA_MIRROR": ""})
+    assert result.returncode == 2 and result.stderr.strip().startswith("SKUNET_DATA_MIRROR=: needs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["have.txt", "out"]
 
 
 def _models_md5_by_dvc(root: Path) -> str:
