@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REFERENCE, TOL
 from skunet import compare as C
@@ -388,10 +389,15 @@ def test_a_missing_model_says_whether_it_is_trained(tmp_path):
             + ".json: trained, not yet evaluated; `dvc repro evaluate@drive-skunet`)") in text
     assert "chase/unet.json: not yet trained; `dvc repro evaluate@chase-unet` trains and evaluates it)" in text
     (tmp_path / ".skunet-state").mkdir()
-    (tmp_path / ".skunet-state" / "chase-unet.pt").write_bytes(b"a resume state")
+    state = {key: {} for key in ("fingerprint", "epoch", "model", "optimizer", "scheduler", "best")}
+    torch.save({**state, "history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}, tmp_path / ".skunet-state" / "chase-unet.pt")
     _, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
-    assert ("chase/unet.json: in training, stopped after an epoch; `dvc repro evaluate@chase-unet` goes on from "
+    assert ("chase/unet.json: in training, 3 epochs done; `dvc repro evaluate@chase-unet` goes on from "
             "there and evaluates it)") in text
+    (tmp_path / ".skunet-state" / "chase-unet.pt").write_bytes(b"a damaged resume state")
+    _, text = C.run_check(tmp_path / "metrics", PAPER_YAML, TOL, allow_missing=True)
+    assert ("chase/unet.json: in training, its resume state chase-unet.pt damaged (the train stage starts it"
+            " over); `dvc repro evaluate@chase-unet` trains and evaluates it)") in text
     assert "chase/skunet.json: not yet trained;" in text
 
 

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import REFERENCE, ROOT, TOL, fake_raw, one_line_error, run_stage, write_params
@@ -477,6 +478,7 @@ def test_skunet_readme_names_a_training_in_progress_as_check_does(tmp_path):
     _write_results(tmp_path, data)
     assert update_readme(tmp_path, tmp_path).endswith("1 model(s) without results: chase/skunet (not yet trained)")
     (tmp_path / ".skunet-state").mkdir()
-    (tmp_path / ".skunet-state" / "chase-skunet.pt").write_bytes(b"a resume state")
+    state = {key: {} for key in ("fingerprint", "epoch", "model", "optimizer", "scheduler", "best")}
+    torch.save({**state, "history": [{"epoch": 1}]}, tmp_path / ".skunet-state" / "chase-skunet.pt")
     assert update_readme(tmp_path, tmp_path).endswith(
-        "1 model(s) without results: chase/skunet (in training, stopped after an epoch)")
+        "1 model(s) without results: chase/skunet (in training, 1 epoch done)")

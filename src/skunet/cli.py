@@ -368,9 +368,9 @@ def update_readme(root: Path, workdir: Path) -> str:
 
 def _why_missing(workdir: Path, m: dict) -> str:
     """Why a model has no results, as `skunet check` says it: a training in progress here is named."""
-    from skunet.compare import IN_TRAINING, in_training
+    from skunet.compare import in_training
 
-    return IN_TRAINING if m["why"] == "not yet trained" and in_training(workdir, m["dataset"], m["model"]) else m["why"]
+    return (m["why"] == "not yet trained" and in_training(workdir, m["dataset"], m["model"])) or m["why"]
 
 
 def _stale_cell(full: dict, metrics_dir: Path) -> str | None:

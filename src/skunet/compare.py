@@ -555,15 +555,21 @@ def missing_models(result: Mapping[str, Any], metrics_dir: Path,
             for (dataset, model), metrics in missing.items()]
 
 
-IN_TRAINING = "in training, stopped after an epoch"
+def in_training(root: Path, dataset: str, model: str) -> str | None:
+    """How far the training of `model` on `dataset` has got, where the checkout at `root` holds its
+    resume state (a training stopped, or a lease's piece taken): "in training, 42 epochs done";
+    None where it holds none. Not an input of the compare stage, whose report calls such a model
+    not yet trained: the commands that speak of the checkout as it is now (check, readme) say more."""
+    path = Path(root) / ".skunet-state" / f"{dataset}-{model}.pt"
+    if not path.is_file():
+        return None
+    from skunet.checkpoints import read_resume_state
 
-
-def in_training(root: Path, dataset: str, model: str) -> bool:
-    """Whether the checkout at `root` holds the resume state of `model`'s training on `dataset`
-    (a training stopped, or a lease's piece taken). Not an input of the compare stage, whose report
-    calls such a model not yet trained: the commands that speak of the checkout as it is now
-    (check, readme) say more."""
-    return (Path(root) / ".skunet-state" / f"{dataset}-{model}.pt").is_file()
+    try:
+        done = len(read_resume_state(path)["history"])
+    except SkunetError:
+        return f"in training, its resume state {path.name} damaged (the train stage starts it over)"
+    return f"in training, {done} epoch{'' if done == 1 else 's'} done"
 
 
 def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Path | None = None) -> list[str]:
@@ -575,9 +581,10 @@ def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Pa
         stage = f"`dvc repro evaluate@{m['dataset']}-{m['model']}`"
         if m["why"].startswith("trained"):
             then = f"; {stage}"
-        elif in_training(Path(metrics_dir).parent, m["dataset"], m["model"]):
-            m = {**m, "why": IN_TRAINING}
-            then = f"; {stage} goes on from there and evaluates it"
+        elif progress := in_training(Path(metrics_dir).parent, m["dataset"], m["model"]):
+            m = {**m, "why": progress}
+            then = f"; {stage} " + ("trains and evaluates it" if "damaged" in progress else
+                                     "goes on from there and evaluates it")
         else:
             then = f"; {stage} trains and evaluates it"
         lines.append(f"{m['dataset']}/{m['model']}: {', '.join(m['metrics'])} not reproduced (no "
