@@ -563,11 +563,13 @@ def in_training(root: Path, dataset: str, model: str) -> str | None:
     path = Path(root) / ".skunet-state" / f"{dataset}-{model}.pt"
     if not path.is_file():
         return None
-    from skunet.checkpoints import read_resume_state
+    import torch  # read here, not through skunet.checkpoints: the audit stage, which imports this
+    # module, would then depend on the models too
 
     try:
-        done = len(read_resume_state(path)["history"])
-    except SkunetError:
+        done = len(torch.load(path, map_location="cpu", weights_only=True)["history"])
+    except Exception:  # torch.load fails on a damaged file in many ways (IndexError among them); the
+        # train stage's own reader says why, and starts over
         return f"in training, its resume state {path.name} damaged (the train stage starts it over)"
     return f"in training, {done} epoch{'' if done == 1 else 's'} done"
 
