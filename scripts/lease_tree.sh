@@ -31,23 +31,28 @@ if [[ -n $take ]]; then
     echo "$take/manifest.json: no such file; give the folder an earlier lease brought back (its --out)" >&2; exit 2; }
   take=$(realpath "$take")
 fi
-datasets="drive chase"
-if [[ -n $take ]]; then
-  # the datasets with a training left: their data stages run there, the others' do not
-  datasets=$(PYTHONPATH="$(dirname "$0")/../src" python3 -c '
+# the archives (params.yaml's mirror files) of the datasets with a training left: all, or those the
+# manifest of --take DIR does not list as finished or committed; the others' data stages do not run
+archives=$(PYTHONPATH="$(dirname "$0")/../src" python3 -c '
 import sys
-from skunet.config import DATASETS, MODELS
-from skunet.errors import SkunetError
-from skunet.lease import _read_manifest
 from pathlib import Path
+from skunet.config import DATASETS, MODELS, load_params
+from skunet.data.sources import parse_sources
+from skunet.errors import SkunetError
+from skunet.lease import DONE, _read_manifest
+root, take = Path(sys.argv[1]), sys.argv[2]
 try:
-    manifest = _read_manifest(Path(sys.argv[1]), required=True)
+    trainings = _read_manifest(Path(take), required=True)["trainings"] if take else {}
 except SkunetError as err:
     sys.exit(str(err))
-done = {t for t, e in manifest["trainings"].items() if e.get("status") in ("finished", "committed")}
-print(" ".join(d for d in DATASETS if any(f"{d}-{m}" not in done for m in MODELS)))' "$take")
-  [[ -n $datasets ]] || { echo "$take: every training is finished or committed there; \`skunet take $take\` at home, no lease" >&2; exit 2; }
-fi
+done = {t for t, e in trainings.items() if e.get("status") in DONE}
+params = load_params(root / "params.yaml")
+for d in DATASETS:
+    if any(f"{d}-{m}" not in done for m in MODELS):
+        sources = parse_sources(params["download"][d]["sources"], f"download.{d}.sources")
+        print(*(f.name for s in sources if s.kind == "mirror" for f in s.files))
+' "$(dirname "$0")/.." "$take")
+[[ -n $archives ]] || { echo "$take: every training is finished or committed there; \`skunet take $take\` at home, no lease" >&2; exit 2; }
 mirror=${SKUNET_DATA_MIRROR:-}
 [[ -n $mirror && -f $mirror/DRIVE.zip && -f $mirror/CHASEDB1.zip ]] || {
   echo "SKUNET_DATA_MIRROR=${mirror}: needs DRIVE.zip and CHASEDB1.zip; set it to the folder that holds them" >&2; exit 2; }
@@ -61,9 +66,7 @@ mkdir "$tmp/archives"
 if [[ -n $take ]]; then
   cp -r "$take" "$tmp/lease-in"
 fi
-for dataset in $datasets; do
-  case $dataset in drive) cp "$mirror/DRIVE.zip" "$tmp/archives/" ;; chase) cp "$mirror/CHASEDB1.zip" "$tmp/archives/" ;; esac
-done
+for archive in $archives; do cp "$mirror/$archive" "$tmp/archives/"; done
 
 project=$(git ls-files -z | xargs -0 stat -c %s | awk '{s += $1} END {print s + 0}')
 wheels=$(du -sb "$tmp/wheelhouse" | cut -f1)

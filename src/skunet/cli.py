@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -179,11 +180,10 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     else:
         reference, recorded = baseline, load_baseline(baseline)
         tolerances = recorded["tolerances"]
+    judge = None if listed is None else functools.partial(_known_gaps_only, listed=listed, known=known)
     code, table = run_check(workdir / "metrics", reference, tolerances, protocol=protocol,
-                            allow_missing=allow_missing)
+                            allow_missing=allow_missing, judge=judge)
     print(table)
-    if listed is not None:
-        code = _known_gaps_only(workdir / "metrics", reference, tolerances, protocol, allow_missing, listed, known)
     if baseline is not None:
         exact_code, text = exact_check(recorded, workdir / "metrics", allow_missing, params)
         print(text, end="")
@@ -193,25 +193,17 @@ def check(workdir: Path, baseline: Path | None, protocol: str, allow_missing: bo
     return code
 
 
-def _known_gaps_only(metrics_dir: Path, reference_path: Path, tolerances: dict, protocol: str,
-                     allow_missing: bool, listed: dict, known: Path) -> int:
-    """The check's exit status when its failing cells are held against the known deviations:
-    0 only where each is listed at its value, every listed cell still fails so, and no result is
-    missing (unless allowed)."""
-    from skunet.compare import compare, load_reference, load_reproduced, missing_results
+def _known_gaps_only(result: dict, missing: bool, listed: dict, known: Path) -> tuple[int, str]:
+    """The check's exit status, and its lines, when its failing cells are held against the known
+    deviations: 0 only where each is listed at its value, every listed cell still fails so, and no
+    result is missing (unless allowed: `missing` says one is, unallowed)."""
     from skunet.known import judge
 
-    reference = load_reference(reference_path)
-    reproduced = load_reproduced(metrics_dir, reference)
-    if not reproduced:
-        return 1
-    result = compare(reproduced, reference, tolerances, protocol=protocol)
     ok, lines = judge(result, listed, known)
-    print(f"\nKnown deviations ({known}):\n" + "".join(f"- {line}\n" for line in lines), end="")
-    missing = bool(missing_results(result, metrics_dir)) and not allow_missing
-    print("every failing cell is a known deviation at its reviewed value: the gate passes" if ok and not missing
-          else "the gate fails: see the lines above")
-    return 0 if ok and not missing else 1
+    verdict = ("every failing cell is a known deviation at its reviewed value: the gate passes" if ok and not missing
+               else "the gate fails: see the lines above")
+    said = f"\n\nKnown deviations ({known}):\n" + "".join(f"- {line}\n" for line in lines) + verdict
+    return (0 if ok and not missing else 1), said
 
 
 def _project_folder(command: str) -> Path:
@@ -370,7 +362,8 @@ def _why_missing(workdir: Path, m: dict) -> str:
     """Why a model has no results, as `skunet check` says it: a training in progress here is named."""
     from skunet.compare import in_training
 
-    return (m["why"] == "not yet trained" and in_training(workdir, m["dataset"], m["model"])) or m["why"]
+    progress = m["why"] == "not yet trained" and in_training(workdir, m["dataset"], m["model"])
+    return progress[0] if progress else m["why"]
 
 
 def _stale_cell(full: dict, metrics_dir: Path) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ruamel.yaml.error import YAMLError
 
@@ -555,11 +555,12 @@ def missing_models(result: Mapping[str, Any], metrics_dir: Path,
             for (dataset, model), metrics in missing.items()]
 
 
-def in_training(root: Path, dataset: str, model: str) -> str | None:
+def in_training(root: Path, dataset: str, model: str) -> tuple[str, bool] | None:
     """How far the training of `model` on `dataset` has got, where the checkout at `root` holds its
-    resume state (a training stopped, or a lease's piece taken): "in training, 42 epochs done";
-    None where it holds none. Not an input of the compare stage, whose report calls such a model
-    not yet trained: the commands that speak of the checkout as it is now (check, readme) say more."""
+    resume state (a training stopped, or a lease's piece taken), and whether the train stage goes on
+    from it: ("in training, 42 epochs done", True); None where it holds none. Not an input of the
+    compare stage, whose report calls such a model not yet trained: the commands that speak of the
+    checkout as it is now (check, readme) say more."""
     path = Path(root) / ".skunet-state" / f"{dataset}-{model}.pt"
     if not path.is_file():
         return None
@@ -570,8 +571,8 @@ def in_training(root: Path, dataset: str, model: str) -> str | None:
         done = len(torch.load(path, map_location="cpu", weights_only=True)["history"])
     except Exception:  # torch.load fails on a damaged file in many ways (IndexError among them); the
         # train stage's own reader says why, and starts over
-        return f"in training, its resume state {path.name} damaged (the train stage starts it over)"
-    return f"in training, {done} epoch{'' if done == 1 else 's'} done"
+        return f"in training, its resume state {path.name} damaged (the train stage starts it over)", False
+    return f"in training, {done} epoch{'' if done == 1 else 's'} done", True
 
 
 def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Path | None = None) -> list[str]:
@@ -584,9 +585,8 @@ def missing_results(result: Mapping[str, Any], metrics_dir: Path, models_dir: Pa
         if m["why"].startswith("trained"):
             then = f"; {stage}"
         elif progress := in_training(Path(metrics_dir).parent, m["dataset"], m["model"]):
-            m = {**m, "why": progress}
-            then = f"; {stage} " + ("trains and evaluates it" if "damaged" in progress else
-                                     "goes on from there and evaluates it")
+            m = {**m, "why": progress[0]}
+            then = f"; {stage} " + ("goes on from there and evaluates it" if progress[1] else "trains and evaluates it")
         else:
             then = f"; {stage} trains and evaluates it"
         lines.append(f"{m['dataset']}/{m['model']}: {', '.join(m['metrics'])} not reproduced (no "
@@ -600,14 +600,17 @@ def run_check(
     tolerances: Mapping[str, float],
     protocol: str = "paper",
     allow_missing: bool = False,
+    judge: Callable[[Mapping[str, Any], bool], tuple[int, str]] | None = None,
 ) -> tuple[int, str]:
     """Compare every ``metrics_dir/<dataset>/<model>.json`` with the reference file.
 
     Returns ``(exit_code, text)``: 0 when at least one cell was compared, every compared cell is
     within tolerance and no reference cell lacks its reproduced value; 1 otherwise (including
     when no metrics file exists yet). With `allow_missing` (a declared partial run) cells not yet
-    reproduced do not fail the check; the text names them either way. A malformed file raises
-    :class:`ComparisonInputError` naming it.
+    reproduced do not fail the check; the text names them either way. With `judge`, the exit
+    status is its answer instead, given the comparison and whether a result is missing unallowed;
+    its text follows the table (the known deviations, :mod:`skunet.known`). A malformed file
+    raises :class:`ComparisonInputError` naming it.
     """
     reference = load_reference(reference_path)
     check_complete(reference, _check_tolerances(tolerances), reference_path)
@@ -624,5 +627,8 @@ def run_check(
         verdict = ("allowed (--allow-missing): a partial run" if allow_missing
                    else "FAIL: a missing result fails the check; pass --allow-missing for a partial run")
         text += f"\n{len(missing)} model(s) missing, {verdict}:\n" + "".join(f"- {line}\n" for line in missing)
+    if judge is not None:
+        code, said = judge(result, bool(missing) and not allow_missing)
+        return code, text + said
     passed = result["all_pass"] and (allow_missing or not missing)
     return (0 if passed else 1), text

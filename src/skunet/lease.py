@@ -78,6 +78,8 @@ MANIFEST = "manifest.json"
 # The manifest of the pieces taken home, committed with the results; a training it lists that was
 # finished before the lease that carries it, and is neither trained nor packed there, is COMMITTED.
 RECORD, COMMITTED = "reports/pieces.json", "committed"
+# A training in either status is neither trained nor resumed by a lease.
+DONE = ("finished", COMMITTED)
 # A committed training whose predictions (DVC-cached, in no commit) are not in the checkout.
 UNPREDICTED = "committed, its predictions not here"
 PIECES = "pieces.tar"
@@ -184,24 +186,26 @@ def _end_cuda_tests(tests: tuple[subprocess.Popen, Path, float], out: Path, unti
     return {"cuda_tests": outcomes if code == 0 else f"{outcomes}; {_ended(code)} (see lease.log)"}
 
 
-def _cuda_tests_ran(manifest: dict[str, Any], device: str) -> str | None:
-    """What an earlier piece on the same device said of the test cases, where some ended there and
-    none failed (a later call on that machine need not spend its time on them again: a second try
-    would wait as long and end where the first did)."""
+def _said_before(manifest: dict[str, Any], device: str, key: str, holds: Callable[[str], bool]) -> str | None:
+    """What the latest earlier piece on the same device said under `key`, where that `holds` (a
+    later call on that machine need not spend its time on it again)."""
     for piece in reversed(manifest["pieces"][:-1]):
-        said = piece.get("cuda_tests")
-        if piece.get("device") == device and said and not re.search(r"none ended|failed|error|exit", said):
+        said = piece.get(key)
+        if piece.get("device") == device and said and holds(said):
             return said
     return None
+
+
+def _cuda_tests_ran(manifest: dict[str, Any], device: str) -> str | None:
+    """What an earlier piece on the same device said of the test cases, where some ended there and
+    none failed (a second try would wait as long and end where the first did)."""
+    return _said_before(manifest, device, "cuda_tests", lambda said: not re.search(r"none ended|failed|error|exit", said))
 
 
 def _benchmark_ran(manifest: dict[str, Any], device: str) -> str | None:
     """The benchmark an earlier piece on the same device ran to its end (every model measured): a
     later call on that machine spends its first minute on the trainings instead."""
-    for piece in reversed(manifest["pieces"][:-1]):
-        if piece.get("device") == device and piece.get("benchmark") == "benchmark-drive.json":
-            return piece["benchmark"]
-    return None
+    return _said_before(manifest, device, "benchmark", lambda said: said == "benchmark-drive.json")
 
 
 def _ended(code: int) -> str:
@@ -689,17 +693,23 @@ def _say_if_another_chain(folder: Path, root: Path, manifest: dict[str, Any]) ->
                  " taken all the same", folder, _kept_path(root).relative_to(root))
 
 
+def _lock(root: Path, seen: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """This checkout's dvc.lock stages, read once into `seen` for all the trainings asked about (a
+    damaged dvc.lock: one line)."""
+    if ("lock", "dvc.lock") not in seen:
+        seen["lock", "dvc.lock"] = lock_stages(root)
+    return seen["lock", "dvc.lock"]
+
+
 def _finished_since(root: Path, training: str, manifest: dict[str, Any], seen: dict[tuple[str, str], Any]) -> bool:
     """Whether `training`, in progress in the pieces, finished in this checkout since (dvc.lock
     records it from this checkout's code and parameters, its model in place as recorded): its
     resume state among the pieces is older than that, and is left out. The manifest says finished.
     `seen`: what was read of this checkout so far (dvc.lock, the inputs' hashes), kept between calls."""
     entry = manifest["trainings"].get(training)
-    if entry is None or entry["status"] in ("finished", COMMITTED):
+    if entry is None or entry["status"] in DONE:
         return False
-    if ("lock", "dvc.lock") not in seen:  # read once for all the trainings in progress
-        seen["lock", "dvc.lock"] = lock_stages(root)  # a damaged dvc.lock: one line
-    lock = seen["lock", "dvc.lock"].get(f"train@{training}")
+    lock = _lock(root, seen).get(f"train@{training}")
     try:
         outs = lock["outs"]
         if not outs or any(file_md5(root / out["path"]) != out["md5"] for out in outs):
@@ -881,9 +891,7 @@ def _not_committed(root: Path, training: str, seen: dict[tuple[str, str], Any]) 
     file byte for byte what it wrote. Else a committed result would stand for code it was not made
     from. `seen`: what was read of this checkout so far (dvc.lock, the inputs' hashes)."""
     dataset, model = training.split("-", 1)
-    if ("lock", "dvc.lock") not in seen:
-        seen["lock", "dvc.lock"] = lock_stages(root)  # a damaged dvc.lock: one line
-    stages = seen["lock", "dvc.lock"]
+    stages = _lock(root, seen)
     train, evaluate = stages.get(f"train@{training}"), stages.get(f"evaluate@{training}")
     if not isinstance(train, dict):
         return f"listed finished in {RECORD}, but dvc.lock records no train@{training}"
@@ -951,7 +959,7 @@ def _committed_record(root: Path, seen: dict[tuple[str, str], Any]) -> dict[str,
     committed = {}
     for training in ORDER:
         entry = record["trainings"].get(training, {})
-        if entry.get("status") not in ("finished", COMMITTED):
+        if entry.get("status") not in DONE:
             continue
         why = _not_committed(root, training, seen)
         if why:
@@ -1035,7 +1043,7 @@ def _states_of_other_inputs(root: Path, manifest: dict[str, Any]) -> dict[str, s
     from skunet.training import params_fingerprint, stage_code, train_config
 
     in_progress = [t for t in ORDER if _state_path(root, t).is_file()
-                   and manifest["trainings"].get(t, {}).get("status") not in (None, "finished", COMMITTED)]
+                   and manifest["trainings"].get(t, {}).get("status") not in (None, *DONE)]
     if not in_progress:
         return {}
     code, params = stage_code(root), load_params(root / "params.yaml")
@@ -1131,13 +1139,14 @@ def lease(root: Path, budget_s: float, out: Path, takes: list[Path], reserve_s: 
         else:
             manifest = take(folder, root)
     seen: dict[tuple[str, str], Any] = {}  # this checkout's dvc.lock and inputs' hashes, read once
-    if not takes and _kept_path(root).is_file():  # a lease ran in this folder before (a warm machine's next call)
-        manifest = _read_kept(root)
-        log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
-                 "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
-    elif not takes:  # a fresh clone: what its commit records as finished is not trained again
-        manifest = _committed_record(root, seen)
-    _forget_what_no_run_restores(root, manifest, seen)
+    if not takes and not _kept_path(root).is_file():  # a fresh clone: what its commit records as
+        manifest = _committed_record(root, seen)  # finished is not trained again (each checked as read)
+    else:
+        if not takes:  # a lease ran in this folder before (a warm machine's next call)
+            manifest = _read_kept(root)
+            log.info("going on from the %d earlier piece%s of this folder (%s)", len(manifest["pieces"]),
+                     "" if len(manifest["pieces"]) == 1 else "s", _kept_path(root).relative_to(root))
+        _forget_what_no_run_restores(root, manifest, seen)
     out.mkdir(parents=True, exist_ok=True)
     _name_running(_running_path(root), None)
     (out / "lease.log").write_text("")
@@ -1173,7 +1182,7 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
     stops them (the one is returned, which the lease raises again once packed), and the last
     piece says what finished and what is in progress."""
     piece, log_path, running = manifest["pieces"][-1], out / "lease.log", _running_path(root)
-    todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in ("finished", COMMITTED)]
+    todo = [t for t in ORDER if manifest["trainings"].get(t, {}).get("status") not in DONE]
     stage_s: dict[str, float] = {}
     in_progress = current = interrupted = failure = tests = None
 
@@ -1316,7 +1325,7 @@ def _resumable(root: Path, manifest: dict[str, Any]) -> list[str]:
 
     states = []
     for training in ORDER:
-        if manifest["trainings"].get(training, {}).get("status", "finished") in ("finished", COMMITTED):
+        if manifest["trainings"].get(training, {}).get("status", "finished") in DONE:
             continue
         try:
             if read_resume_state(_state_path(root, training)) is not None:
@@ -1466,7 +1475,7 @@ def summary(manifest: dict[str, Any], how: dict[str, str] | None = None) -> str:
                      " its lock entry and model are the training machine's, and `dvc status` says its data differ")
     for training in ORDER:
         entry = trainings.get(training)
-        if entry and entry["status"] not in ("finished", COMMITTED):
+        if entry and entry["status"] not in DONE:
             done = f"{entry['epochs_done']} epoch{'' if entry['epochs_done'] == 1 else 's'} done"
             if how.get(training, "").startswith("other "):
                 lines.append(f"{training}: {entry['status']} ({done}), but its resume state was saved with"
