@@ -785,6 +785,15 @@ def test_a_later_piece_on_the_same_device_does_not_run_the_cuda_cases_again():
         assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") is None, said
 
 
+def test_a_third_piece_names_what_the_piece_that_ran_the_cuda_cases_said():
+    """A piece that skipped them is passed over, so its own words are not said again with more after."""
+    pieces = [{"device": "NVIDIA H200", "cuda_tests": "9 passed"},
+              {"device": "NVIDIA H200", "cuda_tests": "9 passed in an earlier piece on NVIDIA H200"},
+              {"device": "NVIDIA H200"}]
+    assert L._cuda_tests_ran({"pieces": pieces}, "NVIDIA H200") == "9 passed"
+    assert L._cuda_tests_ran({"pieces": pieces[1:]}, "NVIDIA H200") is None  # only the skip is left
+
+
 def test_a_later_piece_on_the_same_device_does_not_run_a_finished_benchmark_again():
     pieces = [{"device": "NVIDIA H200", "benchmark": "benchmark-drive.json"}, {"device": "NVIDIA H200"}]
     assert L._benchmark_ran({"pieces": pieces}, "NVIDIA H200") == "benchmark-drive.json"

@@ -186,12 +186,16 @@ def _end_cuda_tests(tests: tuple[subprocess.Popen, Path, float], out: Path, unti
     return {"cuda_tests": outcomes if code == 0 else f"{outcomes}; {_ended(code)} (see lease.log)"}
 
 
+_EARLIER = " in an earlier piece on "  # how a piece says it skipped what an earlier one ran
+
+
 def _said_before(manifest: dict[str, Any], device: str, key: str, holds: Callable[[str], bool]) -> str | None:
     """What the latest earlier piece on the same device said under `key`, where that `holds` (a
-    later call on that machine need not spend its time on it again)."""
+    later call on that machine need not spend its time on it again). Pieces that skipped it
+    themselves are passed over: the answer is what the piece that ran it said."""
     for piece in reversed(manifest["pieces"][:-1]):
         said = piece.get(key)
-        if piece.get("device") == device and said and holds(said):
+        if piece.get("device") == device and said and _EARLIER not in said and holds(said):
             return said
     return None
 
@@ -1206,12 +1210,12 @@ def _run_trainings(root: Path, out: Path, manifest: dict[str, Any], start: float
             if measured is None:
                 piece.update(_benchmark(root, out, until=min(start + FIRST_MINUTE_S, deadline)))
             else:
-                piece["benchmark"] = f"{measured} in an earlier piece on this device"
+                piece["benchmark"] = f"{measured}{_EARLIER}{piece['device']}"
             ran = _cuda_tests_ran(manifest, piece["device"])
             if ran is None:  # beside the data stages: see `tests_end` below
                 tests = _start_cuda_tests(root, out)
             else:
-                piece["cuda_tests"] = f"{ran} in an earlier piece on this device"
+                piece["cuda_tests"] = f"{ran}{_EARLIER}{piece['device']}"
             _write_manifest(out, manifest)
         if not (root / ".git").exists():
             code = _dvc(root, "config", "--local", "core.no_scm", "true", log_path=log_path)
