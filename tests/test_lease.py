@@ -194,6 +194,18 @@ def test_a_first_epoch_cut_by_an_earlier_lease_on_this_device_bounds_the_epoch_e
     assert "stopped its first epoch" not in L.summary(manifest)  # it has epochs now
 
 
+def test_a_training_log_of_another_run_in_the_checkout_is_not_the_epoch_estimate(tmp_path):
+    """A training still to do may have a committed log from another run (the paper profile's,
+    on a GPU): its epoch times say nothing of this run's, which is tried where nothing else is known."""
+    log_csv = tmp_path / "plots" / "train" / "chase" / "skunet.csv"
+    log_csv.parent.mkdir(parents=True)
+    log_csv.write_text("epoch,train_loss,val_loss,val_f1,lr,seconds,peak_mib\n"
+                       "1,0.2,0.3,0.1,0.001,500.0,8000.0\n")
+    manifest = {"pieces": [{"device": "CPU (2 threads)"}], "trainings": {}}
+    assert L._epoch_estimate(tmp_path, tmp_path, "chase-skunet", manifest) is None
+    assert L._fits(tmp_path, tmp_path, "chase-skunet", manifest, time.time() + 30)
+
+
 def test_pieces_split_into_parts_that_take_joins(tmp_path, monkeypatch):
     monkeypatch.setattr(L, "MAX_FILE_BYTES", 4096)
     machine, out, home = tmp_path / "machine", tmp_path / "out", tmp_path / "home"

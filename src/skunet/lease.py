@@ -1079,11 +1079,16 @@ def _dump(target: Path, manifest: dict[str, Any]) -> Path:
 
 # ------------------------------------------------------------------------------- the lease
 def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, Any]) -> float | None:
-    """Seconds one epoch of `training` takes here: its own epochs so far, else the longer of the
-    benchmark's fast-path epoch (DRIVE, scaled by the pixel count for CHASE_DB1) and the time an
-    earlier lease on this device ran it before its first epoch was cut (no shorter time can hold
-    that epoch), else unknown."""
-    known = (_epoch_seconds(_history(root, training))
+    """Seconds one epoch of `training` takes here: its own epochs so far (its resume state, or the
+    pieces' manifest), else the longer of the benchmark's fast-path epoch (DRIVE, scaled by the
+    pixel count for CHASE_DB1) and the time an earlier lease on this device ran it before its
+    first epoch was cut (no shorter time can hold that epoch), else unknown. A training log in
+    the checkout is not its own: a training still to do here has one only from another run (a
+    committed result of another profile or code, on another device)."""
+    from skunet.checkpoints import read_resume_state
+
+    state = read_resume_state(_state_path(root, training))
+    known = (_epoch_seconds(state["history"] if state is not None else [])
              or manifest["trainings"].get(training, {}).get("epoch_seconds", []))
     if known:
         return max(known)
