@@ -492,18 +492,24 @@ def check_project(root: Path) -> None:
     load_params(root / "params.yaml")  # a misspelled key or a YAML error: one line, before anything is written
 
 
-def _history(root: Path, training: str) -> list[dict[str, float]]:
-    """A training's epochs, from its log (finished) or its resume state (in progress)."""
-    from skunet.checkpoints import read_log, read_resume_state
+def _resumed_history(root: Path, training: str) -> list[dict[str, float]] | None:
+    """The epochs a training in progress has done, from its resume state; None where it has none."""
+    from skunet.checkpoints import read_resume_state
 
+    state = read_resume_state(_state_path(root, training))
+    return None if state is None else state["history"]
+
+
+def _history(root: Path, training: str) -> list[dict[str, float]]:
+    """A training's epochs, from its resume state (in progress) or its log (finished)."""
+    from skunet.checkpoints import read_log
+
+    history = _resumed_history(root, training)
+    if history is not None:
+        return history
     dataset, model = training.split("-", 1)
     log_csv = root / "plots" / "train" / dataset / f"{model}.csv"
-    state = read_resume_state(_state_path(root, training))
-    if state is not None:
-        return state["history"]
-    if log_csv.is_file():
-        return read_log(log_csv)
-    return []
+    return read_log(log_csv) if log_csv.is_file() else []
 
 
 def _epoch_seconds(history: list[dict[str, float]]) -> list[float]:
@@ -1085,10 +1091,7 @@ def _epoch_estimate(root: Path, out: Path, training: str, manifest: dict[str, An
     first epoch was cut (no shorter time can hold that epoch), else unknown. A training log in
     the checkout is not its own: a training still to do here has one only from another run (a
     committed result of another profile or code, on another device)."""
-    from skunet.checkpoints import read_resume_state
-
-    state = read_resume_state(_state_path(root, training))
-    known = (_epoch_seconds(state["history"] if state is not None else [])
+    known = (_epoch_seconds(_resumed_history(root, training) or [])
              or manifest["trainings"].get(training, {}).get("epoch_seconds", []))
     if known:
         return max(known)
